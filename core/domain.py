@@ -1,0 +1,427 @@
+"""The call rules of the helpdesk's telephony channel, in plain Python.
+
+Statuses and their transitions, who sees a call's card, who a call is bound
+to, and how a request is validated. Nothing here knows about gRPC or MongoDB:
+the storage layer keeps the state, the transports carry it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Collection, Iterable, Mapping
+from datetime import datetime, timedelta
+
+import phonenumbers
+
+from core.errors import FinalStatus, InvalidRequest
+
+
+class Status(enum.StrEnum):
+    RINGING = "ringing"
+    IN_PROGRESS = "in-progress"
+    CANCELED = "canceled"
+    MISSED = "missed"
+    FAILED = "failed"
+    ANSWERED = "answered"
+    BUSY = "busy"
+
+    @property
+    def is_active(self) -> bool:
+        return self in ACTIVE_STATUSES
+
+    @property
+    def is_final(self) -> bool:
+        return not self.is_active
+
+
+ACTIVE_STATUSES = frozenset({Status.RINGING, Status.IN_PROGRESS})
+# The first of these sets answered_at: the talk starts.
+ANSWERING_STATUSES = frozenset({Status.IN_PROGRESS, Status.ANSWERED})
+
+
+class Direction(enum.StrEnum):
+    INCOMING = "incoming"
+    OUTGOING = "outgoing"
+
+
+class CardChange(enum.StrEnum):
+    SHOW = "show"
+    UPDATE = "update"
+    HIDE = "hide"
+
+
+class HideReason(enum.StrEnum):
+    FINAL = "final"
+    ASSIGNED = "assigned"
+    EXPIRED = "expired"
+
+
+# Longest accepted values: a PBX has no business sending more, and bounded
+# fields keep one request from bloating a stored document.
+MAX_PHONE_LENGTH = 64
+MAX_PBX_ID_LENGTH = 128
+MAX_COMMENT_LENGTH = 10_000
+MAX_AUDIENCE_IDS = 1_000
+
+
+# --- commands -------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class CreateCall:
+    """A create_call request as the PBX sent it, after transport decoding."""
+
+    direction: Direction | None
+    phone: str
+    status: Status | None = None
+    pbx_call_id: str | None = None
+    pbx_user_ids: tuple[str, ...] = ()
+    user_ids: tuple[int, ...] = ()
+    group_ids: tuple[int, ...] = ()
+    comment: str | None = None
+    recording_id: str | None = None
+
+    def validate(self) -> None:
+        errors: dict[str, str] = {}
+        if self.direction is None:
+            errors["direction"] = "required: incoming or outgoing"
+        phone = self.phone.strip()
+        if not phone:
+            errors["phone"] = "required"
+        elif len(phone) > MAX_PHONE_LENGTH:
+            errors["phone"] = f"longer than {MAX_PHONE_LENGTH} characters"
+        elif not any(ch.isdigit() for ch in phone):
+            errors["phone"] = "must contain digits"
+        _check_pbx_id(errors, "pbx_call_id", self.pbx_call_id)
+        _check_comment(errors, self.comment)
+        given = [
+            name
+            for name, ids in (
+                ("user_ids", self.user_ids),
+                ("group_ids", self.group_ids),
+                ("pbx_user_ids", self.pbx_user_ids),
+            )
+            if ids
+        ]
+        if len(given) > 1:
+            message = "only one of user_ids, group_ids, pbx_user_ids may be given"
+            errors.update({name: message for name in given})
+        for name, ids in (
+            ("user_ids", self.user_ids),
+            ("group_ids", self.group_ids),
+            ("pbx_user_ids", self.pbx_user_ids),
+        ):
+            if len(ids) > MAX_AUDIENCE_IDS:
+                errors[name] = f"more than {MAX_AUDIENCE_IDS} ids"
+        for pbx_user_id in self.pbx_user_ids:
+            if not pbx_user_id.strip() or len(pbx_user_id) > MAX_PBX_ID_LENGTH:
+                errors["pbx_user_ids"] = "ids must be non-empty strings of at most 128 characters"
+        for name, int_ids in (("user_ids", self.user_ids), ("group_ids", self.group_ids)):
+            if any(i <= 0 for i in int_ids):
+                errors[name] = "ids must be positive integers"
+        if errors:
+            raise InvalidRequest.of(errors)
+
+    @property
+    def initial_status(self) -> Status:
+        return self.status or Status.RINGING
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdateCall:
+    """An update_call request as the PBX sent it, after transport decoding."""
+
+    status: Status | None
+    call_id: int | None = None
+    pbx_call_id: str | None = None
+    user_id: int | None = None
+    pbx_user_id: str | None = None
+    comment: str | None = None
+    recording_id: str | None = None
+
+    def validate(self) -> None:
+        errors: dict[str, str] = {}
+        if self.status is None:
+            errors["call_status"] = "required"
+        if self.call_id is None and self.pbx_call_id is None:
+            errors["call_id"] = "call_id or pbx_call_id is required"
+        elif self.call_id is not None and self.pbx_call_id is not None:
+            message = "give call_id or pbx_call_id, not both"
+            errors["call_id"] = errors["pbx_call_id"] = message
+        if self.call_id is not None and self.call_id <= 0:
+            errors["call_id"] = "must be a positive integer"
+        _check_pbx_id(errors, "pbx_call_id", self.pbx_call_id)
+        if self.user_id is not None and self.pbx_user_id is not None:
+            message = "give user_id or pbx_user_id, not both"
+            errors["user_id"] = errors["pbx_user_id"] = message
+        if self.user_id is not None and self.user_id <= 0:
+            errors["user_id"] = "must be a positive integer"
+        _check_pbx_id(errors, "pbx_user_id", self.pbx_user_id)
+        _check_comment(errors, self.comment)
+        if errors:
+            raise InvalidRequest.of(errors)
+
+
+def _check_pbx_id(errors: dict[str, str], name: str, value: str | None) -> None:
+    if value is None:
+        return
+    if not value.strip():
+        errors[name] = "must not be empty"
+    elif len(value) > MAX_PBX_ID_LENGTH:
+        errors[name] = f"longer than {MAX_PBX_ID_LENGTH} characters"
+
+
+def _check_comment(errors: dict[str, str], comment: str | None) -> None:
+    if comment is not None and len(comment) > MAX_COMMENT_LENGTH:
+        errors["comment"] = f"longer than {MAX_COMMENT_LENGTH} characters"
+
+
+# --- directory facts the rules need ----------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Employee:
+    employee_id: int
+    name: str
+    telephony: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Audience:
+    """Who sees a new call's card, and whom the call is bound to."""
+
+    employee_ids: tuple[int, ...]
+    user_id: int | None
+
+
+def resolve_audience(
+    command: CreateCall,
+    employees: Mapping[int, Employee],
+    group_members: Mapping[int, Collection[int]],
+    pbx_users: Mapping[str, int],
+) -> Audience:
+    """Apply SPEC 3's audience rule.
+
+    `employees` holds every employee the command names (directly, through a
+    group or through a PBX user) plus, when the named ones leave nobody,
+    everyone with telephony access; unknown ids are simply absent from it.
+    """
+    if command.user_ids:
+        named: Iterable[int] = command.user_ids
+    elif command.group_ids:
+        named = (m for g in command.group_ids for m in sorted(group_members.get(g, ())))
+    elif command.pbx_user_ids:
+        named = (pbx_users[p] for p in command.pbx_user_ids if p in pbx_users)
+    else:
+        named = ()
+    chosen = _unique(e for e in named if e in employees and employees[e].telephony)
+    if not chosen:
+        chosen = tuple(sorted(e.employee_id for e in employees.values() if e.telephony))
+        # Everyone with access sees the card; nobody is bound unless that is one person.
+    user_id = chosen[0] if len(chosen) == 1 else None
+    return Audience(employee_ids=chosen, user_id=user_id)
+
+
+def _unique(ids: Iterable[int]) -> tuple[int, ...]:
+    return tuple(dict.fromkeys(ids))
+
+
+def normalize_phone(phone: str, region: str) -> str:
+    """The E.164 form of a number, or "" when it cannot be parsed as one."""
+    try:
+        parsed = phonenumbers.parse(phone.strip(), region)
+    except phonenumbers.NumberParseException:
+        return ""
+    if not phonenumbers.is_possible_number(parsed):
+        return ""
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def contact_key(phone: str, region: str) -> str:
+    """What contacts are matched by: E.164 when possible, else the digits alone."""
+    e164 = normalize_phone(phone, region)
+    if e164:
+        return e164
+    return "digits:" + "".join(ch for ch in phone if ch.isdigit())
+
+
+# --- the call -------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class StatusChange:
+    status: Status
+    at: datetime
+
+
+@dataclasses.dataclass
+class Call:
+    """A call's state as the rules see it."""
+
+    call_id: int
+    channel_id: int
+    direction: Direction
+    phone: str
+    status: Status
+    created_at: datetime
+    updated_at: datetime
+    pbx_call_id: str | None = None
+    user_id: int | None = None
+    pbx_user_id: str | None = None
+    audience: tuple[int, ...] = ()
+    # Who sees the card now; empty once the call is final or expired.
+    viewers: tuple[int, ...] = ()
+    history: list[StatusChange] = dataclasses.field(default_factory=list)
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    expired: bool = False
+    version: int = 0
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        call_id: int,
+        channel_id: int,
+        command: CreateCall,
+        audience: Audience,
+        telephony_ids: Collection[int],
+        now: datetime,
+    ) -> Call:
+        assert command.direction is not None  # validate() ran
+        call = cls(
+            call_id=call_id,
+            channel_id=channel_id,
+            direction=command.direction,
+            phone=command.phone.strip(),
+            status=command.initial_status,
+            created_at=now,
+            updated_at=now,
+            pbx_call_id=command.pbx_call_id,
+            user_id=audience.user_id,
+            audience=audience.employee_ids,
+        )
+        call._record_status(command.initial_status, now)
+        call.viewers = call.visible_to(telephony_ids)
+        return call
+
+    @property
+    def talk_duration(self) -> timedelta | None:
+        if self.answered_at is None or self.ended_at is None:
+            return None
+        return max(self.ended_at - self.answered_at, timedelta(0))
+
+    def check_status(self, status: Status) -> None:
+        """Raise FinalStatus when `status` would move a final call elsewhere."""
+        if self.status.is_final and status != self.status:
+            raise FinalStatus(
+                f"call {self.call_id} is already {self.status.value}; "
+                f"it cannot become {status.value}",
+                {"call_status": f"the call is already {self.status.value}"},
+            )
+
+    def apply(
+        self,
+        *,
+        status: Status,
+        user_id: int | None,
+        pbx_user_id: str | None,
+        telephony_ids: Collection[int],
+        now: datetime,
+    ) -> None:
+        """Apply an update: a status, and optionally a binding to one employee.
+
+        `user_id` is the employee to bind (already checked to exist, or mapped
+        from `pbx_user_id`); `pbx_user_id` is kept as the PBX sent it.
+        """
+        self.check_status(status)
+        if status != self.status:
+            self._record_status(status, now)
+        if pbx_user_id is not None:
+            self.pbx_user_id = pbx_user_id
+        if user_id is not None:
+            self.user_id = user_id
+        self.expired = False
+        self.updated_at = now
+        self.viewers = self.visible_to(telephony_ids)
+
+    def expire(self) -> None:
+        """Hide the card of a call the PBX stopped reporting; its status stays."""
+        self.expired = True
+        self.viewers = ()
+
+    def visible_to(self, telephony_ids: Collection[int]) -> tuple[int, ...]:
+        """Who sees this call's card: nobody once final or expired; the bound
+        employee alone once bound; else its audience."""
+        if self.status.is_final or self.expired:
+            return ()
+        if self.user_id is not None:
+            return (self.user_id,) if self.user_id in telephony_ids else ()
+        return self.audience
+
+    def _record_status(self, status: Status, now: datetime) -> None:
+        self.status = status
+        self.history.append(StatusChange(status, now))
+        if status in ANSWERING_STATUSES and self.answered_at is None:
+            self.answered_at = now
+        if status.is_final and self.ended_at is None:
+            self.ended_at = now
+
+
+# --- cards ----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class CardEvent:
+    employee_id: int
+    change: CardChange
+    reason: str = ""
+
+
+def card_events(
+    before: tuple[int, ...],
+    after: Call,
+    card_changed: bool,
+) -> list[CardEvent]:
+    """What each employee's card stream sees when a call goes from being shown
+    to `before` to its new state.
+
+    `card_changed` says whether anything a card shows changed; an unchanged
+    card is not sent again.
+    """
+    now_visible = set(after.viewers)
+    events: list[CardEvent] = []
+    for employee_id in after.viewers:
+        if employee_id not in before:
+            events.append(CardEvent(employee_id, CardChange.SHOW))
+        elif card_changed:
+            events.append(CardEvent(employee_id, CardChange.UPDATE))
+    if after.status.is_final:
+        reason = HideReason.FINAL
+    elif after.expired:
+        reason = HideReason.EXPIRED
+    else:
+        reason = HideReason.ASSIGNED
+    events.extend(
+        CardEvent(employee_id, CardChange.HIDE, reason.value)
+        for employee_id in before
+        if employee_id not in now_visible
+    )
+    return events
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpiryPolicy:
+    """How long an active call may go without an update before its card is hidden."""
+
+    ringing: timedelta = timedelta(minutes=15)
+    in_progress: timedelta = timedelta(hours=4)
+
+    def deadline(self, status: Status) -> timedelta:
+        return self.ringing if status is Status.RINGING else self.in_progress
+
+    def is_expired(self, call: Call, now: datetime) -> bool:
+        if call.status.is_final or call.expired:
+            return False
+        return now - call.updated_at >= self.deadline(call.status)

@@ -1,0 +1,523 @@
+"""The telephony.v1 gRPC servicers: thin adapters from messages to the desk.
+
+Each unary method authenticates, runs its work on the storage executor (one
+hop, so pymongo never blocks the event loop) and converts the result. Domain
+errors become gRPC statuses in one table, with google.rpc.ErrorInfo and
+BadRequest details that the gateway maps to HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from core import convert, domain, errors
+from core.auth import Principal, Role
+from core.service import CallFilter, ChannelRef, TelephonyDesk
+from telephony.v1 import (
+    call_service_pb2,
+    call_service_pb2_grpc,
+    channel_service_pb2,
+    channel_service_pb2_grpc,
+    directory_service_pb2,
+    directory_service_pb2_grpc,
+)
+
+T = TypeVar("T")
+
+ERROR_DOMAIN = "telephony.v1"
+
+STATUS_CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
+    errors.InvalidRequest: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.FinalStatus: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.IdempotencyConflict: grpc.StatusCode.ABORTED,
+    errors.UnsupportedMedia: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.Conflict: grpc.StatusCode.ABORTED,
+}
+
+
+def error_status(error: errors.DomainError) -> grpc.Status:
+    code = STATUS_CODES.get(type(error), grpc.StatusCode.INVALID_ARGUMENT)
+    status = status_pb2.Status(code=code.value[0], message=error.message)
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN))
+    status.details.append(info)
+    if error.fields:
+        bad_request = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=name, description=text)
+                for name, text in sorted(error.fields.items())
+            ]
+        )
+        detail = any_pb2.Any()
+        detail.Pack(bad_request)
+        status.details.append(detail)
+    return rpc_status.to_status(status)
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], error: errors.DomainError) -> NoReturn:
+    await context.abort_with_status(error_status(error))
+    raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+
+def bearer_token(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+class StorageRunner:
+    """Runs blocking storage work off the event loop.
+
+    On mongomock there is one worker thread: mongomock is not thread-safe.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="storage"
+        )
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=False)
+
+
+class Handler:
+    """What every servicer shares: authentication and the error table."""
+
+    def __init__(
+        self, desk: TelephonyDesk, runner: StorageRunner, links: convert.LinkMaker | None
+    ) -> None:
+        self.desk = desk
+        self.runner = runner
+        self.links = links
+
+    async def call(
+        self,
+        context: grpc.aio.ServicerContext[Any, Any],
+        roles: tuple[Role, ...],
+        work: Callable[[Principal], T],
+    ) -> T:
+        token = bearer_token(context)
+
+        def job() -> T:
+            principal = self.desk.authenticate(token)
+            principal.require(*roles)
+            return work(principal)
+
+        try:
+            return await self.runner.run(job)
+        except errors.DomainError as error:
+            await abort(context, error)
+
+    async def principal(
+        self, context: grpc.aio.ServicerContext[Any, Any], roles: tuple[Role, ...]
+    ) -> Principal:
+        return await self.call(context, roles, lambda p: p)
+
+
+def _channel_ref(message: call_service_pb2.ChannelRef) -> ChannelRef:
+    which = message.WhichOneof("ref")
+    if which == "channel_key":
+        return ChannelRef(key=message.channel_key)
+    if which == "channel_id":
+        return ChannelRef(channel_id=message.channel_id)
+    raise errors.InvalidRequest.of({"channel": "channel_key or channel_id is required"})
+
+
+def _status(state: int, field: str = "call_status") -> domain.Status | None:
+    status = convert.status_from_proto(state)
+    if status is None and state != 0:
+        raise errors.InvalidRequest.of({field: f"unknown status {state}"})
+    return status
+
+
+def _direction(value: int) -> domain.Direction | None:
+    direction = convert.direction_from_proto(value)
+    if direction is None and value != 0:
+        raise errors.InvalidRequest.of({"direction": f"unknown direction {value}"})
+    return direction
+
+
+def create_command(request: call_service_pb2.CreateCallRequest) -> domain.CreateCall:
+    return domain.CreateCall(
+        direction=_direction(request.direction),
+        phone=request.phone,
+        status=_status(request.state),
+        pbx_call_id=request.pbx_call_id if request.HasField("pbx_call_id") else None,
+        pbx_user_ids=tuple(request.pbx_user_ids),
+        user_ids=tuple(request.user_ids),
+        group_ids=tuple(request.group_ids),
+        comment=request.comment if request.HasField("comment") else None,
+        recording_id=request.recording_id or None,
+    )
+
+
+def update_command(request: call_service_pb2.UpdateCallRequest) -> domain.UpdateCall:
+    return domain.UpdateCall(
+        status=_status(request.state),
+        call_id=request.call_id if request.HasField("call_id") else None,
+        pbx_call_id=request.pbx_call_id if request.HasField("pbx_call_id") else None,
+        user_id=request.user_id if request.HasField("user_id") else None,
+        pbx_user_id=request.pbx_user_id if request.HasField("pbx_user_id") else None,
+        comment=request.comment if request.HasField("comment") else None,
+        recording_id=request.recording_id or None,
+    )
+
+
+def call_filter(request: call_service_pb2.ListCallsRequest) -> CallFilter:
+    statuses = []
+    for state in request.states:
+        status = _status(state, "states")
+        if status is not None:
+            statuses.append(status)
+    return CallFilter(
+        channel_id=request.channel_id or None,
+        phone=request.phone or None,
+        statuses=tuple(statuses),
+        direction=_direction(request.direction),
+        employee_id=request.employee_id or None,
+        created_from=(
+            convert.from_timestamp(request.create_time_from)
+            if request.HasField("create_time_from")
+            else None
+        ),
+        created_to=(
+            convert.from_timestamp(request.create_time_to)
+            if request.HasField("create_time_to")
+            else None
+        ),
+    )
+
+
+class CallServicer(call_service_pb2_grpc.CallServiceServicer):
+    def __init__(self, handler: Handler) -> None:
+        self.h = handler
+
+    async def CreateCall(
+        self,
+        request: call_service_pb2.CreateCallRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> call_service_pb2.CreateCallResponse:
+        def work(_: Principal) -> call_service_pb2.CreateCallResponse:
+            view, created = self.h.desk.create_call(
+                _channel_ref(request.channel), create_command(request), request.idempotency_key
+            )
+            return call_service_pb2.CreateCallResponse(
+                call=convert.call_message(view, self.h.links), created=created
+            )
+
+        return await self.h.call(context, (Role.SERVICE,), work)
+
+    async def UpdateCall(
+        self,
+        request: call_service_pb2.UpdateCallRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> call_service_pb2.UpdateCallResponse:
+        def work(_: Principal) -> call_service_pb2.UpdateCallResponse:
+            view = self.h.desk.update_call(
+                _channel_ref(request.channel), update_command(request), request.idempotency_key
+            )
+            return call_service_pb2.UpdateCallResponse(
+                call=convert.call_message(view, self.h.links)
+            )
+
+        return await self.h.call(context, (Role.SERVICE,), work)
+
+    async def GetCall(
+        self,
+        request: call_service_pb2.GetCallRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> call_service_pb2.GetCallResponse:
+        def work(principal: Principal) -> call_service_pb2.GetCallResponse:
+            view = self.h.desk.get_call(principal, request.call_id)
+            return call_service_pb2.GetCallResponse(call=convert.call_message(view, self.h.links))
+
+        return await self.h.call(context, (Role.SERVICE, Role.EMPLOYEE), work)
+
+    async def ListCalls(
+        self,
+        request: call_service_pb2.ListCallsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> call_service_pb2.ListCallsResponse:
+        def work(principal: Principal) -> call_service_pb2.ListCallsResponse:
+            views, next_token = self.h.desk.list_calls(
+                principal, call_filter(request), request.page_size, request.page_token
+            )
+            return call_service_pb2.ListCallsResponse(
+                calls=[convert.call_message(v, self.h.links) for v in views],
+                next_page_token=next_token,
+            )
+
+        return await self.h.call(context, (Role.SERVICE, Role.EMPLOYEE), work)
+
+
+class ChannelServicer(channel_service_pb2_grpc.ChannelServiceServicer):
+    def __init__(self, handler: Handler) -> None:
+        self.h = handler
+
+    async def CreateChannel(
+        self,
+        request: channel_service_pb2.CreateChannelRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> channel_service_pb2.CreateChannelResponse:
+        def work(_: Principal) -> channel_service_pb2.CreateChannelResponse:
+            doc, key = self.h.desk.create_channel(
+                request.name, request.department_id, request.key or None
+            )
+            return channel_service_pb2.CreateChannelResponse(
+                channel=convert.channel_message(doc), key=key, url=self.h.desk.channel_url(key)
+            )
+
+        return await self.h.call(context, (), work)
+
+    async def GetChannel(
+        self,
+        request: channel_service_pb2.GetChannelRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> channel_service_pb2.GetChannelResponse:
+        return await self.h.call(
+            context,
+            (),
+            lambda _: channel_service_pb2.GetChannelResponse(
+                channel=convert.channel_message(self.h.desk.get_channel(request.channel_id))
+            ),
+        )
+
+    async def ListChannels(
+        self,
+        request: channel_service_pb2.ListChannelsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> channel_service_pb2.ListChannelsResponse:
+        return await self.h.call(
+            context,
+            (),
+            lambda _: channel_service_pb2.ListChannelsResponse(
+                channels=[convert.channel_message(d) for d in self.h.desk.list_channels()]
+            ),
+        )
+
+    async def UpdateChannel(
+        self,
+        request: channel_service_pb2.UpdateChannelRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> channel_service_pb2.UpdateChannelResponse:
+        def work(_: Principal) -> channel_service_pb2.UpdateChannelResponse:
+            doc = self.h.desk.update_channel(
+                request.channel_id,
+                name=request.name if request.HasField("name") else None,
+                department_id=(
+                    request.department_id if request.HasField("department_id") else None
+                ),
+                enabled=request.enabled if request.HasField("enabled") else None,
+            )
+            return channel_service_pb2.UpdateChannelResponse(channel=convert.channel_message(doc))
+
+        return await self.h.call(context, (), work)
+
+    async def RotateChannelKey(
+        self,
+        request: channel_service_pb2.RotateChannelKeyRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> channel_service_pb2.RotateChannelKeyResponse:
+        def work(_: Principal) -> channel_service_pb2.RotateChannelKeyResponse:
+            doc, key = self.h.desk.rotate_channel_key(request.channel_id)
+            return channel_service_pb2.RotateChannelKeyResponse(
+                channel=convert.channel_message(doc), key=key, url=self.h.desk.channel_url(key)
+            )
+
+        return await self.h.call(context, (), work)
+
+    async def MapPbxUser(
+        self,
+        request: channel_service_pb2.MapPbxUserRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> channel_service_pb2.MapPbxUserResponse:
+        return await self.h.call(
+            context,
+            (),
+            lambda _: channel_service_pb2.MapPbxUserResponse(
+                channel=convert.channel_message(
+                    self.h.desk.map_pbx_user(
+                        request.channel_id, request.pbx_user_id, request.employee_id
+                    )
+                )
+            ),
+        )
+
+    async def UnmapPbxUser(
+        self,
+        request: channel_service_pb2.UnmapPbxUserRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> channel_service_pb2.UnmapPbxUserResponse:
+        return await self.h.call(
+            context,
+            (),
+            lambda _: channel_service_pb2.UnmapPbxUserResponse(
+                channel=convert.channel_message(
+                    self.h.desk.unmap_pbx_user(request.channel_id, request.pbx_user_id)
+                )
+            ),
+        )
+
+
+def _department(doc: dict[str, Any]) -> directory_service_pb2.Department:
+    return directory_service_pb2.Department(department_id=int(doc["_id"]), name=doc["name"])
+
+
+def _employee(doc: dict[str, Any]) -> directory_service_pb2.Employee:
+    return directory_service_pb2.Employee(
+        employee_id=int(doc["_id"]), name=doc["name"], telephony=bool(doc.get("telephony"))
+    )
+
+
+def _group(doc: dict[str, Any]) -> directory_service_pb2.Group:
+    return directory_service_pb2.Group(
+        group_id=int(doc["_id"]),
+        name=doc["name"],
+        member_employee_ids=[int(m) for m in doc.get("members", [])],
+    )
+
+
+class DirectoryServicer(directory_service_pb2_grpc.DirectoryServiceServicer):
+    def __init__(self, handler: Handler) -> None:
+        self.h = handler
+
+    async def UpsertDepartment(
+        self,
+        request: directory_service_pb2.UpsertDepartmentRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> directory_service_pb2.UpsertDepartmentResponse:
+        d = request.department
+        return await self.h.call(
+            context,
+            (),
+            lambda _: directory_service_pb2.UpsertDepartmentResponse(
+                department=_department(self.h.desk.upsert_department(d.department_id, d.name))
+            ),
+        )
+
+    async def ListDepartments(
+        self,
+        request: directory_service_pb2.ListDepartmentsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> directory_service_pb2.ListDepartmentsResponse:
+        return await self.h.call(
+            context,
+            (),
+            lambda _: directory_service_pb2.ListDepartmentsResponse(
+                departments=[_department(d) for d in self.h.desk.list_departments()]
+            ),
+        )
+
+    async def UpsertEmployee(
+        self,
+        request: directory_service_pb2.UpsertEmployeeRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> directory_service_pb2.UpsertEmployeeResponse:
+        e = request.employee
+        return await self.h.call(
+            context,
+            (),
+            lambda _: directory_service_pb2.UpsertEmployeeResponse(
+                employee=_employee(self.h.desk.upsert_employee(e.employee_id, e.name, e.telephony))
+            ),
+        )
+
+    async def ListEmployees(
+        self,
+        request: directory_service_pb2.ListEmployeesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> directory_service_pb2.ListEmployeesResponse:
+        return await self.h.call(
+            context,
+            (),
+            lambda _: directory_service_pb2.ListEmployeesResponse(
+                employees=[_employee(d) for d in self.h.desk.list_employees()]
+            ),
+        )
+
+    async def UpsertGroup(
+        self,
+        request: directory_service_pb2.UpsertGroupRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> directory_service_pb2.UpsertGroupResponse:
+        g = request.group
+        return await self.h.call(
+            context,
+            (),
+            lambda _: directory_service_pb2.UpsertGroupResponse(
+                group=_group(self.h.desk.upsert_group(g.group_id, g.name, g.member_employee_ids))
+            ),
+        )
+
+    async def ListGroups(
+        self,
+        request: directory_service_pb2.ListGroupsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> directory_service_pb2.ListGroupsResponse:
+        return await self.h.call(
+            context,
+            (),
+            lambda _: directory_service_pb2.ListGroupsResponse(
+                groups=[_group(d) for d in self.h.desk.list_groups()]
+            ),
+        )
+
+    async def IssueToken(
+        self,
+        request: directory_service_pb2.IssueTokenRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> directory_service_pb2.IssueTokenResponse:
+        def work(_: Principal) -> directory_service_pb2.IssueTokenResponse:
+            role = convert.role_from_proto(request.role)
+            if role is None:
+                raise errors.InvalidRequest.of({"role": "admin, service or employee"})
+            doc, secret = self.h.desk.issue_token(
+                role, request.employee_id or None, request.description
+            )
+            return directory_service_pb2.IssueTokenResponse(
+                token=convert.token_message(doc), secret=secret
+            )
+
+        return await self.h.call(context, (), work)
+
+    async def RevokeToken(
+        self,
+        request: directory_service_pb2.RevokeTokenRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> directory_service_pb2.RevokeTokenResponse:
+        def work(_: Principal) -> directory_service_pb2.RevokeTokenResponse:
+            self.h.desk.revoke_token(request.token_id)
+            return directory_service_pb2.RevokeTokenResponse()
+
+        return await self.h.call(context, (), work)
+
+    async def ListTokens(
+        self,
+        request: directory_service_pb2.ListTokensRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> directory_service_pb2.ListTokensResponse:
+        return await self.h.call(
+            context,
+            (),
+            lambda _: directory_service_pb2.ListTokensResponse(
+                tokens=[convert.token_message(d) for d in self.h.desk.list_tokens()]
+            ),
+        )

@@ -1,0 +1,114 @@
+"""Core's one wiring point: builds the store, the desk and the servicers, and serves."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from core import rpc
+from core.config import CoreConfig
+from core.service import TelephonyDesk
+from core.storage import Store, connect
+from telephony.v1 import (
+    call_service_pb2,
+    call_service_pb2_grpc,
+    channel_service_pb2,
+    channel_service_pb2_grpc,
+    directory_service_pb2,
+    directory_service_pb2_grpc,
+)
+
+log = logging.getLogger("vats.core")
+
+SERVICE_NAMES = (
+    call_service_pb2.DESCRIPTOR.services_by_name["CallService"].full_name,
+    channel_service_pb2.DESCRIPTOR.services_by_name["ChannelService"].full_name,
+    directory_service_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name,
+)
+
+
+class Core:
+    """Everything one core process runs, wired together."""
+
+    def __init__(self, config: CoreConfig) -> None:
+        self.config = config
+        db, self.embedded = connect(config.mongodb_uri, config.mongodb_db)
+        self.store = Store(db)
+        self.runner = rpc.StorageRunner(1 if self.embedded else config.storage_workers)
+        self.desk = TelephonyDesk(
+            self.store, region=config.default_region, public_url=config.public_url
+        )
+        self.handler = rpc.Handler(self.desk, self.runner, links=None)
+        self.health = health.aio.HealthServicer()
+        self.server: grpc.aio.Server | None = None
+        self.port = 0
+
+    def prepare(self) -> None:
+        """Blocking start-up work: indexes and the seed."""
+        self.store.ensure_indexes()
+        if self.config.seed_path:
+            seed = json.loads(Path(self.config.seed_path).read_text(encoding="utf-8"))
+            self.desk.apply_seed(seed)
+
+    async def start(self) -> int:
+        await self.runner.run(self.prepare)
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ]
+        )
+        call_service_pb2_grpc.add_CallServiceServicer_to_server(
+            rpc.CallServicer(self.handler), server
+        )
+        channel_service_pb2_grpc.add_ChannelServiceServicer_to_server(
+            rpc.ChannelServicer(self.handler), server
+        )
+        directory_service_pb2_grpc.add_DirectoryServiceServicer_to_server(
+            rpc.DirectoryServicer(self.handler), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        self.port = server.add_insecure_port(self.config.grpc_addr)
+        if self.port == 0:
+            raise RuntimeError(f"cannot listen on {self.config.grpc_addr}")
+        await server.start()
+        self.server = server
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        return self.port
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        if self.server is not None:
+            await self.server.stop(grace)
+        self.runner.shutdown()
+
+
+async def serve(config: CoreConfig) -> None:
+    core = Core(config)
+    port = await core.start()
+    mode = "embedded store (data is lost at exit)" if core.embedded else "MongoDB"
+    log.info("core listening on %s (port %d), %s", config.grpc_addr, port, mode)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    log.info("core stopping")
+    await core.stop()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(serve(CoreConfig.from_env()))
