@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -20,6 +20,7 @@ from grpc_status import rpc_status
 
 from core import convert, domain, errors
 from core.auth import Principal, Role
+from core.events import EventStreams
 from core.service import CallFilter, ChannelRef, TelephonyDesk
 from telephony.v1 import (
     call_service_pb2,
@@ -206,9 +207,24 @@ def call_filter(request: call_service_pb2.ListCallsRequest) -> CallFilter:
     )
 
 
+_CARD_TYPES = {
+    "show": call_service_pb2.CallCardEvent.TYPE_SHOW,
+    "update": call_service_pb2.CallCardEvent.TYPE_UPDATE,
+    "hide": call_service_pb2.CallCardEvent.TYPE_HIDE,
+    "reset": call_service_pb2.CallCardEvent.TYPE_RESET,
+}
+_CALL_TYPES = {
+    "created": call_service_pb2.CallEvent.TYPE_CREATED,
+    "updated": call_service_pb2.CallEvent.TYPE_UPDATED,
+    "expired": call_service_pb2.CallEvent.TYPE_UPDATED,
+    "reset": call_service_pb2.CallEvent.TYPE_RESET,
+}
+
+
 class CallServicer(call_service_pb2_grpc.CallServiceServicer):
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, streams: EventStreams) -> None:
         self.h = handler
+        self.streams = streams
 
     async def CreateCall(
         self,
@@ -266,6 +282,47 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
             )
 
         return await self.h.call(context, (Role.SERVICE, Role.EMPLOYEE), work)
+
+    async def WatchCallCards(
+        self,
+        request: call_service_pb2.WatchCallCardsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[call_service_pb2.CallCardEvent]:
+        principal = await self.h.principal(context, (Role.SERVICE, Role.EMPLOYEE))
+        employee_id = request.employee_id
+        if principal.is_employee:
+            if employee_id not in (0, principal.employee_id):
+                await abort(
+                    context, errors.PermissionDenied("an employee token watches only its own cards")
+                )
+            employee_id = principal.employee_id or 0
+        if employee_id <= 0:
+            await abort(context, errors.InvalidRequest.of({"employee_id": "required"}))
+        if request.after_seq < 0:
+            await abort(context, errors.InvalidRequest.of({"after_seq": "must not be negative"}))
+        async for update in self.streams.cards(employee_id, request.after_seq):
+            event = call_service_pb2.CallCardEvent(
+                seq=update.seq, type=_CARD_TYPES[update.change], reason=update.reason
+            )
+            if update.view is not None:
+                event.card.CopyFrom(convert.card_message(update.view, self.h.links))
+            yield event
+
+    async def WatchCalls(
+        self,
+        request: call_service_pb2.WatchCallsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[call_service_pb2.CallEvent]:
+        await self.h.principal(context, (Role.SERVICE,))
+        if request.after_seq < 0:
+            await abort(context, errors.InvalidRequest.of({"after_seq": "must not be negative"}))
+        async for update in self.streams.calls(request.after_seq):
+            event = call_service_pb2.CallEvent(
+                seq=update.seq, type=_CALL_TYPES[update.kind], reason=update.reason
+            )
+            if update.view is not None:
+                event.call.CopyFrom(convert.call_message(update.view, self.h.links))
+            yield event
 
 
 class ChannelServicer(channel_service_pb2_grpc.ChannelServiceServicer):

@@ -6,14 +6,16 @@ import asyncio
 import json
 import logging
 import signal
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from core import rpc
+from core import domain, rpc
 from core.config import CoreConfig
+from core.events import EventHub, EventStreams
 from core.service import TelephonyDesk
 from core.storage import Store, connect
 from telephony.v1 import (
@@ -47,6 +49,12 @@ class Core:
         )
         self.handler = rpc.Handler(self.desk, self.runner, links=None)
         self.health = health.aio.HealthServicer()
+        self.hub: EventHub | None = None
+        self.expiry = domain.ExpiryPolicy(
+            ringing=timedelta(seconds=config.ringing_expiry_seconds),
+            in_progress=timedelta(seconds=config.in_progress_expiry_seconds),
+        )
+        self._tasks: list[asyncio.Task[None]] = []
         self.server: grpc.aio.Server | None = None
         self.port = 0
 
@@ -59,6 +67,9 @@ class Core:
 
     async def start(self) -> int:
         await self.runner.run(self.prepare)
+        self.hub = EventHub(asyncio.get_running_loop())
+        self.desk.events = self.hub
+        streams = EventStreams(self.desk, self.hub, self.runner)
         server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", 8 * 1024 * 1024),
@@ -67,7 +78,7 @@ class Core:
             ]
         )
         call_service_pb2_grpc.add_CallServiceServicer_to_server(
-            rpc.CallServicer(self.handler), server
+            rpc.CallServicer(self.handler, streams), server
         )
         channel_service_pb2_grpc.add_ChannelServiceServicer_to_server(
             rpc.ChannelServicer(self.handler), server
@@ -86,10 +97,26 @@ class Core:
         self.server = server
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._tasks.append(asyncio.create_task(self._sweep_expired()))
         return self.port
 
+    async def _sweep_expired(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.sweep_interval_seconds)
+            try:
+                count = await self.runner.run(lambda: self.desk.expire_stale_calls(self.expiry))
+                if count:
+                    log.info("expired the cards of %d stale calls", count)
+            except Exception:
+                log.exception("expiry sweep failed; retrying at the next interval")
+
     async def stop(self, grace: float = 5.0) -> None:
+        for task in self._tasks:
+            task.cancel()
         await self.health.enter_graceful_shutdown()
+        if self.hub is not None:
+            # Streams end with OK instead of being cut off at the end of the grace period.
+            self.hub.close()
         if self.server is not None:
             await self.server.stop(grace)
         self.runner.shutdown()

@@ -725,6 +725,65 @@ class TelephonyDesk:
                 self.events.publish(event)
         return event
 
+    def last_event_seq(self) -> int:
+        doc = self.store.counters.find_one({"_id": "event"})
+        return int(doc["seq"]) if doc else 0
+
+    def card_snapshot(self, employee_id: int) -> tuple[int, list[CallView]]:
+        """The cards an employee sees now, and the seq they are current as of."""
+        with self._publish_lock:
+            seq = self.last_event_seq()
+            docs = list(self.store.calls.find({"viewers": employee_id}).sort("_id"))
+        return seq, [self.view(int(d["_id"])) for d in docs]
+
+    def _log_reaches(self, after_seq: int) -> bool:
+        last = self.last_event_seq()
+        if after_seq > last:
+            # A seq this log never gave out: another deployment, or a restarted embedded store.
+            return False
+        oldest = self.store.events.find_one({}, sort=[("_id", 1)])
+        if oldest is None:
+            return after_seq == last
+        return int(oldest["_id"]) <= after_seq + 1
+
+    def card_events_after(self, employee_id: int, after_seq: int) -> list[Document] | None:
+        """The stored events an employee's card stream missed; None when the log
+        no longer reaches back that far."""
+        if not self._log_reaches(after_seq):
+            return None
+        return [
+            dict(d)
+            for d in self.store.events.find(
+                {"card_viewers": employee_id, "_id": {"$gt": after_seq}}
+            ).sort("_id")
+        ]
+
+    def call_events_after(self, after_seq: int) -> list[Document] | None:
+        if not self._log_reaches(after_seq):
+            return None
+        return [dict(d) for d in self.store.events.find({"_id": {"$gt": after_seq}}).sort("_id")]
+
+    def expire_stale_calls(self, policy: domain.ExpiryPolicy) -> int:
+        """Hide the cards of active calls the PBX stopped reporting (reason
+        `expired`); their status stays as the PBX left it."""
+        now = self.clock()
+        expired = 0
+        for status in (Status.RINGING, Status.IN_PROGRESS):
+            cutoff = now - policy.deadline(status)
+            stale = self.store.calls.find(
+                {"status": status.value, "updated_at": {"$lte": cutoff}, "expired": False}
+            )
+            for doc in list(stale):
+                call = call_from_doc(doc)
+                before = call.viewers
+                call.expire()
+                if not self.store.save_call(call, {}):
+                    continue  # updated meanwhile: no longer stale
+                view = self.view(call.call_id)
+                self._publish("expired", view, before=before, card_changed=False)
+                expired += 1
+        return expired
+
     # --- seed -------------------------------------------------------------
 
     def apply_seed(self, seed: Mapping[str, Any]) -> None:

@@ -90,7 +90,9 @@ class Store:
         )
         self.calls.create_index("viewers")
         # The expiry sweeper looks for visible cards not updated for a while.
-        self.calls.create_index([("status", ASCENDING), ("updated_at", ASCENDING)])
+        self.calls.create_index(
+            [("status", ASCENDING), ("expired", ASCENDING), ("updated_at", ASCENDING)]
+        )
         self.idempotency.create_index(
             "created_at", expireAfterSeconds=int(IDEMPOTENCY_TTL.total_seconds())
         )
