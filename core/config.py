@@ -26,6 +26,9 @@ class CoreConfig:
     in_progress_expiry_seconds: int = 4 * 3600
     sweep_interval_seconds: float = 30.0
     storage_workers: int = 8
+    # "changestream" (cards from every core on a replica set) or "inprocess";
+    # the embedded store is always in-process.
+    event_source: str = "changestream"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CoreConfig:
@@ -53,4 +56,5 @@ class CoreConfig:
                 env.get("VATS_SWEEP_INTERVAL_SECONDS", cls.sweep_interval_seconds)
             ),
             storage_workers=int(env.get("VATS_STORAGE_WORKERS", cls.storage_workers)),
+            event_source=env.get("VATS_EVENT_SOURCE", cls.event_source),
         )

@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from core import domain, rpc
 from core.config import CoreConfig
+from core.changes import ChangeStreamFollower
 from core.events import EventHub, EventStreams
 from core.service import TelephonyDesk
 from core.storage import Store, connect
@@ -55,6 +56,7 @@ class Core:
             in_progress=timedelta(seconds=config.in_progress_expiry_seconds),
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self.follower: ChangeStreamFollower | None = None
         self.server: grpc.aio.Server | None = None
         self.port = 0
 
@@ -68,7 +70,12 @@ class Core:
     async def start(self) -> int:
         await self.runner.run(self.prepare)
         self.hub = EventHub(asyncio.get_running_loop())
-        self.desk.events = self.hub
+        if self.embedded or self.config.event_source == "inprocess":
+            self.desk.events = self.hub
+        else:
+            # Every core, this one included, learns of events from the change stream.
+            self.follower = ChangeStreamFollower(self.store.events, self.hub)
+            self.follower.start()
         streams = EventStreams(self.desk, self.hub, self.runner)
         server = grpc.aio.server(
             options=[
@@ -114,6 +121,8 @@ class Core:
         for task in self._tasks:
             task.cancel()
         await self.health.enter_graceful_shutdown()
+        if self.follower is not None:
+            self.follower.stop()
         if self.hub is not None:
             # Streams end with OK instead of being cut off at the end of the grace period.
             self.hub.close()

@@ -1,0 +1,108 @@
+"""Follows the event collection with a MongoDB change stream, so that an event
+stored by any core reaches the subscribers of this one (SPEC 7).
+
+Used when core runs on a MongoDB replica set; in embedded mode the desk hands
+events to the hub directly. The follower runs on its own thread (pymongo
+blocks), resumes after errors from its last resume token, and when the
+oplog no longer holds that token it resets every subscriber, who then start
+over from a fresh snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from pymongo.errors import OperationFailure, PyMongoError
+
+from core.domain import CardChange, CardEvent
+from core.service import CallView, PublishedEvent
+from core.storage import utc
+
+log = logging.getLogger("vats.changes")
+
+# Server error codes meaning the resume token is no longer in the oplog.
+HISTORY_LOST_CODES = frozenset({136, 260, 280, 286})
+
+
+class Hub(Protocol):
+    def publish(self, event: PublishedEvent) -> None: ...
+
+    def reset_all(self) -> None: ...
+
+
+def event_from_doc(doc: Mapping[str, Any]) -> PublishedEvent:
+    return PublishedEvent(
+        seq=int(doc["_id"]),
+        kind=str(doc["kind"]),
+        view=CallView.from_doc(doc["view"]),
+        card_events=tuple(
+            CardEvent(int(c["employee_id"]), CardChange(c["change"]), str(c.get("reason", "")))
+            for c in doc.get("card_events", ())
+        ),
+        at=utc(doc["at"]) or doc["at"],
+    )
+
+
+class ChangeStreamFollower:
+    def __init__(
+        self,
+        events: Any,
+        hub: Hub,
+        *,
+        max_await_ms: int = 250,
+        retry_delay: float = 0.5,
+    ) -> None:
+        self.events = events
+        self.hub = hub
+        self.max_await_ms = max_await_ms
+        self.retry_delay = retry_delay
+        self.resume_token: Mapping[str, Any] | None = None
+        self.delivered = 0
+        self.resets = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="change-stream", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._follow()
+            except OperationFailure as error:
+                if error.code in HISTORY_LOST_CODES and self.resume_token is not None:
+                    log.warning("change stream lost its place (%s); resetting subscribers", error)
+                    self.resume_token = None
+                    self.resets += 1
+                    self.hub.reset_all()
+                else:
+                    log.warning("change stream failed: %s; retrying", error)
+                    self._stop.wait(self.retry_delay)
+            except PyMongoError as error:
+                log.warning("change stream interrupted: %s; resuming", error)
+                self._stop.wait(self.retry_delay)
+
+    def _follow(self) -> None:
+        pipeline = [{"$match": {"operationType": "insert"}}]
+        with self.events.watch(
+            pipeline, resume_after=self.resume_token, max_await_time_ms=self.max_await_ms
+        ) as stream:
+            while not self._stop.is_set() and stream.alive:
+                change = stream.try_next()
+                if change is None:
+                    # No event yet, but the token still moves on with the oplog.
+                    if stream.resume_token is not None:
+                        self.resume_token = stream.resume_token
+                    continue
+                self.hub.publish(event_from_doc(change["fullDocument"]))
+                self.delivered += 1
+                self.resume_token = stream.resume_token

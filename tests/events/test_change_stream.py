@@ -1,0 +1,151 @@
+"""The change-stream follower: delivery, resume after errors, reset when history is lost.
+
+Its resume logic runs against a scripted fake of pymongo's change stream; the
+real thing runs against MongoDB when VATS_TEST_MONGODB_URI is set.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pymongo
+import pytest
+from pymongo.errors import AutoReconnect, OperationFailure
+
+from core.changes import ChangeStreamFollower
+from core.service import PublishedEvent
+
+
+def event_doc(seq: int) -> dict[str, Any]:
+    return {
+        "_id": seq,
+        "at": datetime(2026, 1, 1, tzinfo=UTC),
+        "kind": "created",
+        "call_id": seq,
+        "view": {"call": {"_id": seq}, "ticket": {"_id": seq}, "contact": {},
+                 "channel_name": "c", "user_name": "", "recordings": []},
+        "card_events": [{"employee_id": 1, "change": "show", "reason": ""}],
+        "card_viewers": [1],
+    }
+
+
+class RecordingHub:
+    def __init__(self) -> None:
+        self.events: list[PublishedEvent] = []
+        self.resets = 0
+
+    def publish(self, event: PublishedEvent) -> None:
+        self.events.append(event)
+
+    def reset_all(self) -> None:
+        self.resets += 1
+
+
+class FakeStream:
+    """Plays a script: event seqs, None for an idle poll, or an exception to raise."""
+
+    def __init__(self, script: list[Any], follower: ChangeStreamFollower) -> None:
+        self.script = script
+        self.follower = follower
+        self.resume_token: dict[str, Any] | None = None
+
+    def __enter__(self) -> FakeStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    @property
+    def alive(self) -> bool:
+        return True
+
+    def try_next(self) -> dict[str, Any] | None:
+        if not self.script:
+            self.follower._stop.set()
+            return None
+        step = self.script.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        if step is None:
+            return None
+        self.resume_token = {"_data": f"token-{step}"}
+        return {"operationType": "insert", "fullDocument": event_doc(step)}
+
+
+class FakeEvents:
+    def __init__(self, scripts: list[list[Any]]) -> None:
+        self.scripts = scripts
+        self.resumed_after: list[Any] = []
+        self.follower: ChangeStreamFollower | None = None
+
+    def watch(self, pipeline: Any, resume_after: Any = None, **kwargs: Any) -> FakeStream:
+        assert self.follower is not None
+        self.resumed_after.append(resume_after)
+        return FakeStream(self.scripts.pop(0) if self.scripts else [], self.follower)
+
+
+def follow(scripts: list[list[Any]]) -> tuple[FakeEvents, RecordingHub, ChangeStreamFollower]:
+    events, hub = FakeEvents(scripts), RecordingHub()
+    follower = ChangeStreamFollower(events, hub, retry_delay=0)
+    events.follower = follower
+    follower.run()
+    return events, hub, follower
+
+
+def test_delivers_inserted_events_in_order() -> None:
+    _, hub, follower = follow([[1, None, 2, 3]])
+    assert [e.seq for e in hub.events] == [1, 2, 3]
+    assert hub.events[0].card_events[0].employee_id == 1
+    assert follower.delivered == 3
+
+
+def test_resumes_after_a_network_error_from_the_last_token() -> None:
+    events, hub, _ = follow([[1, 2, AutoReconnect("gone")], [3]])
+    assert [e.seq for e in hub.events] == [1, 2, 3]
+    assert events.resumed_after == [None, {"_data": "token-2"}]
+    assert hub.resets == 0
+
+
+def test_lost_history_resets_every_subscriber() -> None:
+    lost = OperationFailure("resume point no longer in the oplog", code=286)
+    events, hub, follower = follow([[1, lost], [5]])
+    assert events.resumed_after == [None, None]
+    assert hub.resets == 1 and follower.resets == 1
+    assert [e.seq for e in hub.events] == [1, 5]
+
+
+def test_other_server_errors_are_retried_without_reset() -> None:
+    events, hub, _ = follow([[1, OperationFailure("interrupted", code=11601)], [2]])
+    assert hub.resets == 0
+    assert events.resumed_after == [None, {"_data": "token-1"}]
+    assert [e.seq for e in hub.events] == [1, 2]
+
+
+@pytest.mark.mongodb
+def test_follows_a_real_replica_set() -> None:
+    uri = os.environ.get("VATS_TEST_MONGODB_URI")
+    if not uri:
+        pytest.skip("VATS_TEST_MONGODB_URI is not set")
+    client: pymongo.MongoClient[Any] = pymongo.MongoClient(uri, tz_aware=True)
+    db = client[f"vats_test_{uuid.uuid4().hex[:8]}"]
+    hub = RecordingHub()
+    follower = ChangeStreamFollower(db["events"], hub)
+    try:
+        follower.start()
+        time.sleep(1)
+        for seq in (1, 2, 3):
+            db["events"].insert_one(event_doc(seq))
+        deadline = time.monotonic() + 10
+        while len(hub.events) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [e.seq for e in hub.events] == [1, 2, 3]
+    finally:
+        follower.stop()
+        client.drop_database(db.name)
+        client.close()
+    assert not any(t.name == "change-stream" and t.is_alive() for t in threading.enumerate())
