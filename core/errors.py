@@ -74,3 +74,9 @@ class Conflict(DomainError):
     """A concurrent change won the race too many times; safe to retry (HTTP 503)."""
 
     reason = "conflict"
+
+
+class RangeNotSatisfiable(DomainError):
+    """A byte range that starts past the end of a recording (HTTP 416)."""
+
+    reason = "range_not_satisfiable"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, NoReturn, TypeVar
 
@@ -21,6 +22,8 @@ from grpc_status import rpc_status
 from core import convert, domain, errors
 from core.auth import Principal, Role
 from core.events import EventStreams
+from core.recordings import LinkSigner
+from core.recordings.library import RecordingLibrary
 from core.service import CallFilter, ChannelRef, TelephonyDesk
 from telephony.v1 import (
     call_service_pb2,
@@ -45,6 +48,7 @@ STATUS_CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     errors.Conflict: grpc.StatusCode.ABORTED,
+    errors.RangeNotSatisfiable: grpc.StatusCode.OUT_OF_RANGE,
 }
 
 
@@ -92,8 +96,8 @@ class StorageRunner:
             max_workers=workers, thread_name_prefix="storage"
         )
 
-    async def run(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=False)
@@ -222,9 +226,21 @@ _CALL_TYPES = {
 
 
 class CallServicer(call_service_pb2_grpc.CallServiceServicer):
-    def __init__(self, handler: Handler, streams: EventStreams) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        streams: EventStreams,
+        library: RecordingLibrary,
+        signer: LinkSigner,
+        blob_runner: StorageRunner,
+    ) -> None:
         self.h = handler
         self.streams = streams
+        self.library = library
+        self.signer = signer
+        # Recording bytes move on their own threads, so that an upload never
+        # queues the storage thread behind it.
+        self.blobs = blob_runner
 
     async def CreateCall(
         self,
@@ -323,6 +339,84 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
             if update.view is not None:
                 event.call.CopyFrom(convert.call_message(update.view, self.h.links))
             yield event
+
+    async def UploadRecord(
+        self,
+        request_iterator: AsyncIterator[call_service_pb2.UploadRecordRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> call_service_pb2.UploadRecordResponse:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("part") != "metadata":
+            await abort(
+                context, errors.InvalidRequest.of({"metadata": "the first message is the metadata"})
+            )
+        metadata = first.metadata
+        channel = await self.h.call(
+            context,
+            (Role.SERVICE,),
+            lambda _: self.h.desk.resolve_channel(_channel_ref(metadata.channel)),
+        )
+        upload = await self.blobs.run(
+            lambda: self.library.start_upload(int(channel["_id"]), metadata.file_name)
+        )
+        try:
+            async for message in request_iterator:
+                if message.WhichOneof("part") != "chunk":
+                    raise errors.InvalidRequest.of({"chunk": "only the first message is metadata"})
+                await self.blobs.run(upload.write, message.chunk)
+            doc = await self.blobs.run(upload.finish)
+            await self.h.runner.run(lambda: self.library.save(doc))
+        except errors.DomainError as error:
+            await self.blobs.run(upload.abort)
+            await abort(context, error)
+        except BaseException:
+            # The client went away or the server is stopping: nothing is kept.
+            await self.blobs.run(upload.abort)
+            raise
+        return call_service_pb2.UploadRecordResponse(
+            recording=convert.recording_message(doc, self.h.links)
+        )
+
+    async def DownloadRecord(
+        self,
+        request: call_service_pb2.DownloadRecordRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[call_service_pb2.DownloadRecordResponse]:
+        def authorize(principal: Principal) -> dict[str, Any]:
+            doc = self.library.get(request.recording_id)
+            if request.signature or request.expires:
+                principal.require(Role.SERVICE)
+                if not self.signer.verify(
+                    request.recording_id, request.expires, request.signature, time.time()
+                ):
+                    raise errors.PermissionDenied("the link is invalid or has expired")
+            else:
+                principal.require(Role.SERVICE, Role.EMPLOYEE)
+                # An employee downloads only recordings of calls they can see.
+                self.h.desk.get_call(principal, int(doc["call_id"]))
+            if request.offset < 0 or request.length < 0:
+                raise errors.InvalidRequest.of({"range": "offset and length must not be negative"})
+            if request.offset and request.offset >= int(doc["size"]):
+                raise errors.RangeNotSatisfiable(f"the recording has {doc['size']} bytes")
+            return doc
+
+        doc = await self.h.call(context, (Role.SERVICE, Role.EMPLOYEE), authorize)
+        yield call_service_pb2.DownloadRecordResponse(
+            recording=convert.recording_message(doc, self.h.links)
+        )
+        reader = await self.blobs.run(
+            lambda: self.library.blobs.open_reader(
+                request.recording_id, request.offset, request.length
+            )
+        )
+        try:
+            while True:
+                chunk = await self.blobs.run(lambda: next(reader, b""))
+                if not chunk:
+                    break
+                yield call_service_pb2.DownloadRecordResponse(chunk=chunk)
+        finally:
+            await self.blobs.run(reader.close)
 
 
 class ChannelServicer(channel_service_pb2_grpc.ChannelServiceServicer):

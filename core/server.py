@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
+import os
 import signal
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -14,9 +17,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from core import domain, rpc
-from core.config import CoreConfig
 from core.changes import ChangeStreamFollower
+from core.config import CoreConfig
 from core.events import EventHub, EventStreams
+from core.recordings import BlobStore, FileBlobStore, GridFSBlobStore, LinkSigner
+from core.recordings.library import RecordingLibrary
 from core.service import TelephonyDesk
 from core.storage import Store, connect
 from telephony.v1 import (
@@ -48,7 +53,21 @@ class Core:
         self.desk = TelephonyDesk(
             self.store, region=config.default_region, public_url=config.public_url
         )
-        self.handler = rpc.Handler(self.desk, self.runner, links=None)
+        secret = (config.link_secret or "").encode() or os.urandom(32)
+        self.signer = LinkSigner(hashlib.sha256(secret).digest(), config.link_ttl_seconds)
+        blobs: BlobStore
+        if self.embedded:
+            files = FileBlobStore(Path(config.data_dir))
+            files.discard_incomplete()
+            blobs = files
+        else:
+            blobs = GridFSBlobStore(db)
+        self.library = RecordingLibrary(
+            self.store.recordings, blobs, max_bytes=config.max_record_mb * 1024 * 1024
+        )
+        self.desk.recordings = self.library
+        self.blob_runner = rpc.StorageRunner(4)
+        self.handler = rpc.Handler(self.desk, self.runner, links=self.link)
         self.health = health.aio.HealthServicer()
         self.hub: EventHub | None = None
         self.expiry = domain.ExpiryPolicy(
@@ -59,6 +78,11 @@ class Core:
         self.follower: ChangeStreamFollower | None = None
         self.server: grpc.aio.Server | None = None
         self.port = 0
+
+    def link(self, recording_id: str) -> tuple[str, datetime]:
+        """A signed download path for a recording, and when it expires."""
+        path, expires = self.signer.signed_path(recording_id, time.time())
+        return path, datetime.fromtimestamp(expires, UTC)
 
     def prepare(self) -> None:
         """Blocking start-up work: indexes and the seed."""
@@ -85,7 +109,8 @@ class Core:
             ]
         )
         call_service_pb2_grpc.add_CallServiceServicer_to_server(
-            rpc.CallServicer(self.handler, streams), server
+            rpc.CallServicer(self.handler, streams, self.library, self.signer, self.blob_runner),
+            server,
         )
         channel_service_pb2_grpc.add_ChannelServiceServicer_to_server(
             rpc.ChannelServicer(self.handler), server
@@ -105,6 +130,7 @@ class Core:
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._tasks.append(asyncio.create_task(self._sweep_expired()))
+        self._tasks.append(asyncio.create_task(self._sweep_recordings()))
         return self.port
 
     async def _sweep_expired(self) -> None:
@@ -116,6 +142,16 @@ class Core:
                     log.info("expired the cards of %d stale calls", count)
             except Exception:
                 log.exception("expiry sweep failed; retrying at the next interval")
+
+    async def _sweep_recordings(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.sweep_interval_seconds)
+            try:
+                count = await self.runner.run(self.library.sweep_unattached)
+                if count:
+                    log.info("removed %d recordings no call took", count)
+            except Exception:
+                log.exception("recording sweep failed; retrying at the next interval")
 
     async def stop(self, grace: float = 5.0) -> None:
         for task in self._tasks:
@@ -129,6 +165,7 @@ class Core:
         if self.server is not None:
             await self.server.stop(grace)
         self.runner.shutdown()
+        self.blob_runner.shutdown()
 
 
 async def serve(config: CoreConfig) -> None:

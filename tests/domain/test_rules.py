@@ -39,11 +39,15 @@ def audience(**fields: object) -> Audience:
 
 def open_call(status: Status = Status.RINGING, **fields: object) -> Call:
     command = CreateCall(
-        direction=Direction.INCOMING, phone="+74951234567", status=status, **fields  # type: ignore[arg-type]
+        direction=Direction.INCOMING,
+        phone="+74951234567",
+        status=status,
+        **fields,  # type: ignore[arg-type]
     )
     resolved = domain.resolve_audience(command, EMPLOYEES, GROUPS, PBX_USERS)
-    return Call.open(call_id=1, channel_id=1, command=command, audience=resolved,
-                     telephony_ids=TELEPHONY, now=T0)
+    return Call.open(
+        call_id=1, channel_id=1, command=command, audience=resolved, telephony_ids=TELEPHONY, now=T0
+    )
 
 
 # --- statuses ----------------------------------------------------------------
@@ -65,8 +69,13 @@ def test_final_statuses(status: Status) -> None:
 @pytest.mark.parametrize("start", [Status.RINGING, Status.IN_PROGRESS])
 def test_active_call_may_move_to_any_status(start: Status, target: Status) -> None:
     call = open_call(start)
-    call.apply(status=target, user_id=None, pbx_user_id=None, telephony_ids=TELEPHONY,
-               now=T0 + timedelta(seconds=5))
+    call.apply(
+        status=target,
+        user_id=None,
+        pbx_user_id=None,
+        telephony_ids=TELEPHONY,
+        now=T0 + timedelta(seconds=5),
+    )
     assert call.status is target
 
 
@@ -77,15 +86,21 @@ def test_final_status_is_not_reopened(final: Status) -> None:
         if other is final:
             continue
         with pytest.raises(FinalStatus):
-            call.apply(status=other, user_id=None, pbx_user_id=None, telephony_ids=TELEPHONY,
-                       now=T0)
+            call.apply(
+                status=other, user_id=None, pbx_user_id=None, telephony_ids=TELEPHONY, now=T0
+            )
         assert call.status is final
 
 
 def test_same_final_status_again_is_a_harmless_retry() -> None:
     call = open_call(Status.BUSY)
-    call.apply(status=Status.BUSY, user_id=2, pbx_user_id=None, telephony_ids=TELEPHONY,
-               now=T0 + timedelta(seconds=9))
+    call.apply(
+        status=Status.BUSY,
+        user_id=2,
+        pbx_user_id=None,
+        telephony_ids=TELEPHONY,
+        now=T0 + timedelta(seconds=9),
+    )
     assert call.status is Status.BUSY
     assert [h.status for h in call.history] == [Status.BUSY]
     assert call.ended_at == T0
@@ -95,30 +110,49 @@ def test_same_final_status_again_is_a_harmless_retry() -> None:
 def test_times_and_talk_duration() -> None:
     call = open_call()
     assert call.answered_at is None and call.ended_at is None and call.talk_duration is None
-    call.apply(status=Status.IN_PROGRESS, user_id=None, pbx_user_id=None,
-               telephony_ids=TELEPHONY, now=T0 + timedelta(seconds=10))
-    call.apply(status=Status.ANSWERED, user_id=None, pbx_user_id=None,
-               telephony_ids=TELEPHONY, now=T0 + timedelta(seconds=70))
+    call.apply(
+        status=Status.IN_PROGRESS,
+        user_id=None,
+        pbx_user_id=None,
+        telephony_ids=TELEPHONY,
+        now=T0 + timedelta(seconds=10),
+    )
+    call.apply(
+        status=Status.ANSWERED,
+        user_id=None,
+        pbx_user_id=None,
+        telephony_ids=TELEPHONY,
+        now=T0 + timedelta(seconds=70),
+    )
     assert call.created_at == T0
     assert call.answered_at == T0 + timedelta(seconds=10)
     assert call.ended_at == T0 + timedelta(seconds=70)
     assert call.talk_duration == timedelta(seconds=60)
-    assert [h.status for h in call.history] == [Status.RINGING, Status.IN_PROGRESS,
-                                                Status.ANSWERED]
+    assert [h.status for h in call.history] == [Status.RINGING, Status.IN_PROGRESS, Status.ANSWERED]
 
 
 def test_answered_straight_from_ringing_sets_both_times() -> None:
     call = open_call()
-    call.apply(status=Status.ANSWERED, user_id=None, pbx_user_id=None,
-               telephony_ids=TELEPHONY, now=T0 + timedelta(seconds=3))
+    call.apply(
+        status=Status.ANSWERED,
+        user_id=None,
+        pbx_user_id=None,
+        telephony_ids=TELEPHONY,
+        now=T0 + timedelta(seconds=3),
+    )
     assert call.answered_at == call.ended_at == T0 + timedelta(seconds=3)
     assert call.talk_duration == timedelta(0)
 
 
 def test_missed_call_has_no_answer_time() -> None:
     call = open_call()
-    call.apply(status=Status.MISSED, user_id=None, pbx_user_id=None,
-               telephony_ids=TELEPHONY, now=T0 + timedelta(seconds=3))
+    call.apply(
+        status=Status.MISSED,
+        user_id=None,
+        pbx_user_id=None,
+        telephony_ids=TELEPHONY,
+        now=T0 + timedelta(seconds=3),
+    )
     assert call.answered_at is None and call.talk_duration is None
 
 
@@ -182,8 +216,9 @@ def test_update_takes_at_most_one_employee_reference() -> None:
 
 def test_ids_must_be_positive() -> None:
     assert fields_of(UpdateCall(status=Status.ANSWERED, call_id=0)) == {"call_id"}
-    assert fields_of(CreateCall(direction=Direction.INCOMING, phone="1",
-                                user_ids=(-1,))) == {"user_ids"}
+    assert fields_of(CreateCall(direction=Direction.INCOMING, phone="1", user_ids=(-1,))) == {
+        "user_ids"
+    }
 
 
 # --- audience and assignment ---------------------------------------------------
@@ -244,8 +279,9 @@ def test_unparsable_phone_matches_by_digits() -> None:
 
 
 def changes(before: tuple[int, ...], call: Call, changed: bool = True) -> set[tuple[int, str, str]]:
-    return {(e.employee_id, e.change.value, e.reason)
-            for e in domain.card_events(before, call, changed)}
+    return {
+        (e.employee_id, e.change.value, e.reason) for e in domain.card_events(before, call, changed)
+    }
 
 
 def test_new_active_call_is_shown_to_its_audience() -> None:
@@ -261,8 +297,9 @@ def test_call_created_final_shows_no_card() -> None:
 def test_update_that_changes_the_card_is_sent_to_viewers() -> None:
     call = open_call(group_ids=(10,))
     before = call.viewers
-    call.apply(status=Status.IN_PROGRESS, user_id=None, pbx_user_id=None,
-               telephony_ids=TELEPHONY, now=T0)
+    call.apply(
+        status=Status.IN_PROGRESS, user_id=None, pbx_user_id=None, telephony_ids=TELEPHONY, now=T0
+    )
     assert changes(before, call) == {(1, "update", ""), (2, "update", "")}
     assert changes(before, call, changed=False) == set()
 
@@ -270,25 +307,29 @@ def test_update_that_changes_the_card_is_sent_to_viewers() -> None:
 def test_binding_hides_the_card_from_the_others() -> None:
     call = open_call(group_ids=(10,))
     before = call.viewers
-    call.apply(status=Status.IN_PROGRESS, user_id=2, pbx_user_id=None,
-               telephony_ids=TELEPHONY, now=T0)
+    call.apply(
+        status=Status.IN_PROGRESS, user_id=2, pbx_user_id=None, telephony_ids=TELEPHONY, now=T0
+    )
     assert changes(before, call) == {(1, "hide", "assigned"), (2, "update", "")}
 
 
 def test_binding_to_someone_outside_the_audience_shows_it_to_them() -> None:
     call = open_call(group_ids=(10,))
     before = call.viewers
-    call.apply(status=Status.RINGING, user_id=3, pbx_user_id=None,
-               telephony_ids=TELEPHONY, now=T0)
-    assert changes(before, call) == {(1, "hide", "assigned"), (2, "hide", "assigned"),
-                                     (3, "show", "")}
+    call.apply(status=Status.RINGING, user_id=3, pbx_user_id=None, telephony_ids=TELEPHONY, now=T0)
+    assert changes(before, call) == {
+        (1, "hide", "assigned"),
+        (2, "hide", "assigned"),
+        (3, "show", ""),
+    }
 
 
 def test_final_status_hides_the_card_from_everyone() -> None:
     call = open_call(group_ids=(10,))
     before = call.viewers
-    call.apply(status=Status.CANCELED, user_id=None, pbx_user_id=None,
-               telephony_ids=TELEPHONY, now=T0)
+    call.apply(
+        status=Status.CANCELED, user_id=None, pbx_user_id=None, telephony_ids=TELEPHONY, now=T0
+    )
     assert changes(before, call) == {(1, "hide", "final"), (2, "hide", "final")}
 
 
@@ -300,8 +341,7 @@ def test_expiry_hides_the_card_and_keeps_the_status() -> None:
     before = call.viewers
     call.expire()
     assert call.status is Status.RINGING
-    assert changes(before, call, changed=False) == {(1, "hide", "expired"),
-                                                    (2, "hide", "expired")}
+    assert changes(before, call, changed=False) == {(1, "hide", "expired"), (2, "hide", "expired")}
 
 
 def test_in_progress_calls_expire_after_four_hours() -> None:
@@ -318,8 +358,9 @@ def test_final_calls_never_expire() -> None:
 def test_an_update_after_expiry_shows_the_card_again() -> None:
     call = open_call(user_ids=(1, 2))
     call.expire()
-    call.apply(status=Status.IN_PROGRESS, user_id=None, pbx_user_id=None,
-               telephony_ids=TELEPHONY, now=T0)
+    call.apply(
+        status=Status.IN_PROGRESS, user_id=None, pbx_user_id=None, telephony_ids=TELEPHONY, now=T0
+    )
     assert changes((), call) == {(1, "show", ""), (2, "show", "")}
 
 

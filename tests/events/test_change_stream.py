@@ -27,8 +27,14 @@ def event_doc(seq: int) -> dict[str, Any]:
         "at": datetime(2026, 1, 1, tzinfo=UTC),
         "kind": "created",
         "call_id": seq,
-        "view": {"call": {"_id": seq}, "ticket": {"_id": seq}, "contact": {},
-                 "channel_name": "c", "user_name": "", "recordings": []},
+        "view": {
+            "call": {"_id": seq},
+            "ticket": {"_id": seq},
+            "contact": {},
+            "channel_name": "c",
+            "user_name": "",
+            "recordings": [],
+        },
         "card_events": [{"employee_id": 1, "change": "show", "reason": ""}],
         "card_viewers": [1],
     }

@@ -38,7 +38,8 @@ async def create_with_key(calls, key: str) -> call_pb2.Call:
     reply = await calls.CreateCall(
         call_service_pb2.CreateCallRequest(
             channel=call_service_pb2.ChannelRef(channel_key=key),
-            direction=call_pb2.DIRECTION_INCOMING, phone="1",
+            direction=call_pb2.DIRECTION_INCOMING,
+            phone="1",
         ),
         metadata=bearer("demo-service"),
     )
@@ -66,8 +67,9 @@ async def test_create_channel_returns_key_and_url(channels, calls) -> None:
 async def test_channel_validation(channels) -> None:
     code = await code_of(channels.CreateChannel(ch.CreateChannelRequest(name=""), metadata=ADMIN))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
-    code = await code_of(channels.CreateChannel(
-        ch.CreateChannelRequest(name="x", department_id=99), metadata=ADMIN))
+    code = await code_of(
+        channels.CreateChannel(ch.CreateChannelRequest(name="x", department_id=99), metadata=ADMIN)
+    )
     assert code == grpc.StatusCode.INVALID_ARGUMENT
 
 
@@ -87,17 +89,20 @@ async def test_get_list_and_update_channel(channels) -> None:
 
 
 async def test_disabled_channel_is_not_found(channels, calls) -> None:
-    await channels.UpdateChannel(ch.UpdateChannelRequest(channel_id=1, enabled=False),
-                                 metadata=ADMIN)
+    await channels.UpdateChannel(
+        ch.UpdateChannelRequest(channel_id=1, enabled=False), metadata=ADMIN
+    )
     assert await code_of(create_with_key(calls, "demo-channel-key")) == grpc.StatusCode.NOT_FOUND
-    await channels.UpdateChannel(ch.UpdateChannelRequest(channel_id=1, enabled=True),
-                                 metadata=ADMIN)
+    await channels.UpdateChannel(
+        ch.UpdateChannelRequest(channel_id=1, enabled=True), metadata=ADMIN
+    )
     await create_with_key(calls, "demo-channel-key")
 
 
 async def test_rotated_key_stops_the_old_one_at_once(channels, calls) -> None:
-    rotated = await channels.RotateChannelKey(ch.RotateChannelKeyRequest(channel_id=1),
-                                              metadata=ADMIN)
+    rotated = await channels.RotateChannelKey(
+        ch.RotateChannelKeyRequest(channel_id=1), metadata=ADMIN
+    )
     assert await code_of(create_with_key(calls, "demo-channel-key")) == grpc.StatusCode.NOT_FOUND
     call = await create_with_key(calls, rotated.key)
     assert call.channel_id == 1
@@ -112,11 +117,17 @@ async def test_map_and_unmap_pbx_user(channels) -> None:
         ch.UnmapPbxUserRequest(channel_id=1, pbx_user_id="200"), metadata=ADMIN
     )
     assert "200" not in unmapped.channel.pbx_users
-    code = await code_of(channels.MapPbxUser(
-        ch.MapPbxUserRequest(channel_id=1, pbx_user_id="201", employee_id=99), metadata=ADMIN))
+    code = await code_of(
+        channels.MapPbxUser(
+            ch.MapPbxUserRequest(channel_id=1, pbx_user_id="201", employee_id=99), metadata=ADMIN
+        )
+    )
     assert code == grpc.StatusCode.INVALID_ARGUMENT
-    code = await code_of(channels.MapPbxUser(
-        ch.MapPbxUserRequest(channel_id=1, pbx_user_id="a.b", employee_id=1), metadata=ADMIN))
+    code = await code_of(
+        channels.MapPbxUser(
+            ch.MapPbxUserRequest(channel_id=1, pbx_user_id="a.b", employee_id=1), metadata=ADMIN
+        )
+    )
     assert code == grpc.StatusCode.INVALID_ARGUMENT
 
 
@@ -149,9 +160,12 @@ async def test_directory_upserts_and_lists(directory) -> None:
 
 
 async def test_group_with_unknown_member_is_refused(directory) -> None:
-    code = await code_of(directory.UpsertGroup(
-        dr.UpsertGroupRequest(group=dr.Group(group_id=31, name="X", member_employee_ids=[77])),
-        metadata=ADMIN))
+    code = await code_of(
+        directory.UpsertGroup(
+            dr.UpsertGroupRequest(group=dr.Group(group_id=31, name="X", member_employee_ids=[77])),
+            metadata=ADMIN,
+        )
+    )
     assert code == grpc.StatusCode.INVALID_ARGUMENT
 
 
@@ -165,35 +179,47 @@ async def test_issued_token_works_and_revoked_token_stops_at_once(directory, cal
     listed = await directory.ListTokens(dr.ListTokensRequest(), metadata=ADMIN)
     assert issued.token.token_id in {t.token_id for t in listed.tokens}
     assert all(issued.secret not in str(t) for t in listed.tokens)
-    await directory.RevokeToken(dr.RevokeTokenRequest(token_id=issued.token.token_id),
-                                metadata=ADMIN)
+    await directory.RevokeToken(
+        dr.RevokeTokenRequest(token_id=issued.token.token_id), metadata=ADMIN
+    )
     code = await code_of(calls.ListCalls(stream, metadata=bearer(issued.secret)))
     assert code == grpc.StatusCode.UNAUTHENTICATED
-    code = await code_of(directory.RevokeToken(
-        dr.RevokeTokenRequest(token_id=issued.token.token_id), metadata=ADMIN))
+    code = await code_of(
+        directory.RevokeToken(dr.RevokeTokenRequest(token_id=issued.token.token_id), metadata=ADMIN)
+    )
     assert code == grpc.StatusCode.NOT_FOUND
 
 
 async def test_employee_token_needs_an_existing_employee(directory) -> None:
-    code = await code_of(directory.IssueToken(
-        dr.IssueTokenRequest(role=dr.ROLE_EMPLOYEE, employee_id=99), metadata=ADMIN))
+    code = await code_of(
+        directory.IssueToken(
+            dr.IssueTokenRequest(role=dr.ROLE_EMPLOYEE, employee_id=99), metadata=ADMIN
+        )
+    )
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     code = await code_of(directory.IssueToken(dr.IssueTokenRequest(), metadata=ADMIN))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
 
 
-@pytest.mark.parametrize(("token", "expected"), [
-    ("demo-service", grpc.StatusCode.PERMISSION_DENIED),
-    ("demo-anna", grpc.StatusCode.PERMISSION_DENIED),
-    ("nope", grpc.StatusCode.UNAUTHENTICATED),
-    (None, grpc.StatusCode.UNAUTHENTICATED),
-])
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        ("demo-service", grpc.StatusCode.PERMISSION_DENIED),
+        ("demo-anna", grpc.StatusCode.PERMISSION_DENIED),
+        ("nope", grpc.StatusCode.UNAUTHENTICATED),
+        (None, grpc.StatusCode.UNAUTHENTICATED),
+    ],
+)
 async def test_admin_services_are_for_admins(channels, directory, token, expected) -> None:
     metadata = bearer(token) if token else None
-    assert await code_of(channels.ListChannels(ch.ListChannelsRequest(),
-                                               metadata=metadata)) == expected
-    assert await code_of(directory.ListEmployees(dr.ListEmployeesRequest(),
-                                                 metadata=metadata)) == expected
+    assert (
+        await code_of(channels.ListChannels(ch.ListChannelsRequest(), metadata=metadata))
+        == expected
+    )
+    assert (
+        await code_of(directory.ListEmployees(dr.ListEmployeesRequest(), metadata=metadata))
+        == expected
+    )
 
 
 async def test_admin_may_use_call_service(calls) -> None:
@@ -213,6 +239,10 @@ async def test_health_and_reflection_are_served(channel) -> None:
     await stream.write(reflection_pb2.ServerReflectionRequest(list_services=""))
     answer = await stream.read()
     names = {s.name for s in answer.list_services_response.service}
-    assert {"telephony.v1.CallService", "telephony.v1.ChannelService",
-            "telephony.v1.DirectoryService", "grpc.health.v1.Health"} <= names
+    assert {
+        "telephony.v1.CallService",
+        "telephony.v1.ChannelService",
+        "telephony.v1.DirectoryService",
+        "grpc.health.v1.Health",
+    } <= names
     await stream.done_writing()

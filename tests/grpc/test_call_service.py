@@ -130,7 +130,10 @@ async def test_update_moves_status_and_binds_employee(calls) -> None:
     call = await create(calls)
     reply = await calls.UpdateCall(
         call_service_pb2.UpdateCallRequest(
-            channel=DEMO, call_id=call.call_id, state=State.STATE_IN_PROGRESS, user_id=3,
+            channel=DEMO,
+            call_id=call.call_id,
+            state=State.STATE_IN_PROGRESS,
+            user_id=3,
             comment="picked up",
         ),
         metadata=SERVICE,
@@ -148,7 +151,9 @@ async def test_update_moves_status_and_binds_employee(calls) -> None:
     done = reply.call
     assert done.HasField("end_time")
     assert [h.state for h in done.status_history] == [
-        State.STATE_RINGING, State.STATE_IN_PROGRESS, State.STATE_ANSWERED,
+        State.STATE_RINGING,
+        State.STATE_IN_PROGRESS,
+        State.STATE_ANSWERED,
     ]
     assert done.talk_duration.ToTimedelta() == (
         done.end_time.ToDatetime() - done.answer_time.ToDatetime()
@@ -158,22 +163,27 @@ async def test_update_moves_status_and_binds_employee(calls) -> None:
 async def test_final_status_is_not_reopened(calls) -> None:
     call = await create(calls)
     await calls.UpdateCall(
-        call_service_pb2.UpdateCallRequest(channel=DEMO, call_id=call.call_id,
-                                           state=State.STATE_MISSED),
+        call_service_pb2.UpdateCallRequest(
+            channel=DEMO, call_id=call.call_id, state=State.STATE_MISSED
+        ),
         metadata=SERVICE,
     )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await calls.UpdateCall(
             call_service_pb2.UpdateCallRequest(
-                channel=DEMO, call_id=call.call_id, state=State.STATE_IN_PROGRESS,
-                comment="late", user_id=1,
+                channel=DEMO,
+                call_id=call.call_id,
+                state=State.STATE_IN_PROGRESS,
+                comment="late",
+                user_id=1,
             ),
             metadata=SERVICE,
         )
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert details(caught.value)[0] == "final_status"
-    got = (await calls.GetCall(call_service_pb2.GetCallRequest(call_id=call.call_id),
-                               metadata=SERVICE)).call
+    got = (
+        await calls.GetCall(call_service_pb2.GetCallRequest(call_id=call.call_id), metadata=SERVICE)
+    ).call
     assert got.state == State.STATE_MISSED
     assert not got.HasField("user_id")
     assert [c.text for c in got.ticket.comments] == []
@@ -188,8 +198,9 @@ async def test_same_final_status_again_keeps_status_and_adds_comment(calls) -> N
             ),
             metadata=SERVICE,
         )
-    got = (await calls.GetCall(call_service_pb2.GetCallRequest(call_id=call.call_id),
-                               metadata=SERVICE)).call
+    got = (
+        await calls.GetCall(call_service_pb2.GetCallRequest(call_id=call.call_id), metadata=SERVICE)
+    ).call
     assert [c.text for c in got.ticket.comments] == ["first", "second"]
     assert [h.state for h in got.status_history] == [State.STATE_RINGING, State.STATE_BUSY]
 
@@ -229,8 +240,9 @@ async def test_unknown_user_id_is_refused_and_changes_nothing(calls) -> None:
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "user_id" in details(caught.value)[1]
-    got = (await calls.GetCall(call_service_pb2.GetCallRequest(call_id=call.call_id),
-                               metadata=SERVICE)).call
+    got = (
+        await calls.GetCall(call_service_pb2.GetCallRequest(call_id=call.call_id), metadata=SERVICE)
+    ).call
     assert got.state == State.STATE_RINGING
 
 
@@ -239,8 +251,12 @@ async def test_both_of_a_pair_are_refused(calls) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await calls.UpdateCall(
             call_service_pb2.UpdateCallRequest(
-                channel=DEMO, call_id=call.call_id, pbx_call_id="pair",
-                state=State.STATE_ANSWERED, user_id=1, pbx_user_id="101",
+                channel=DEMO,
+                call_id=call.call_id,
+                pbx_call_id="pair",
+                state=State.STATE_ANSWERED,
+                user_id=1,
+                pbx_user_id="101",
             ),
             metadata=SERVICE,
         )
@@ -250,8 +266,9 @@ async def test_both_of_a_pair_are_refused(calls) -> None:
 async def test_unknown_call_is_not_found(calls) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await calls.UpdateCall(
-            call_service_pb2.UpdateCallRequest(channel=DEMO, call_id=99999,
-                                               state=State.STATE_ANSWERED),
+            call_service_pb2.UpdateCallRequest(
+                channel=DEMO, call_id=99999, state=State.STATE_ANSWERED
+            ),
             metadata=SERVICE,
         )
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
@@ -261,8 +278,11 @@ async def test_duplicate_pbx_call_id_returns_the_same_call(calls) -> None:
     first = await create(calls, pbx_call_id="dup-1")
     again = await calls.CreateCall(
         call_service_pb2.CreateCallRequest(
-            channel=DEMO, direction=call_pb2.DIRECTION_INCOMING, phone="+74951234567",
-            pbx_call_id="dup-1", state=State.STATE_IN_PROGRESS,
+            channel=DEMO,
+            direction=call_pb2.DIRECTION_INCOMING,
+            phone="+74951234567",
+            pbx_call_id="dup-1",
+            state=State.STATE_IN_PROGRESS,
         ),
         metadata=SERVICE,
     )
@@ -276,7 +296,9 @@ async def test_concurrent_duplicates_make_one_call_and_one_ticket(calls) -> None
         *(
             calls.CreateCall(
                 call_service_pb2.CreateCallRequest(
-                    channel=DEMO, direction=call_pb2.DIRECTION_INCOMING, phone="1",
+                    channel=DEMO,
+                    direction=call_pb2.DIRECTION_INCOMING,
+                    phone="1",
                     pbx_call_id="race",
                 ),
                 metadata=SERVICE,
@@ -304,8 +326,9 @@ async def test_idempotency_key_with_another_request_is_refused(calls) -> None:
     base = dict(channel=DEMO, direction=call_pb2.DIRECTION_INCOMING, idempotency_key="k-2")
     await calls.CreateCall(call_service_pb2.CreateCallRequest(phone="6", **base), metadata=SERVICE)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await calls.CreateCall(call_service_pb2.CreateCallRequest(phone="7", **base),
-                               metadata=SERVICE)
+        await calls.CreateCall(
+            call_service_pb2.CreateCallRequest(phone="7", **base), metadata=SERVICE
+        )
     assert caught.value.code() == grpc.StatusCode.ABORTED
     assert details(caught.value)[0] == "idempotency_conflict"
 
@@ -313,7 +336,10 @@ async def test_idempotency_key_with_another_request_is_refused(calls) -> None:
 async def test_failed_request_releases_its_idempotency_key(calls) -> None:
     call = await create(calls)
     request = call_service_pb2.UpdateCallRequest(
-        channel=DEMO, call_id=call.call_id, state=State.STATE_ANSWERED, user_id=777,
+        channel=DEMO,
+        call_id=call.call_id,
+        state=State.STATE_ANSWERED,
+        user_id=777,
         idempotency_key="k-3",
     )
     for _ in range(2):
@@ -351,8 +377,9 @@ async def test_list_calls_filters_and_pages(calls) -> None:
 
 async def test_bad_page_token_is_refused(calls) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await calls.ListCalls(call_service_pb2.ListCallsRequest(page_token="garbage!"),
-                              metadata=SERVICE)
+        await calls.ListCalls(
+            call_service_pb2.ListCallsRequest(page_token="garbage!"), metadata=SERVICE
+        )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
@@ -401,7 +428,8 @@ async def test_a_channel_id_reaches_only_its_own_calls(calls, channel) -> None:
         await calls.UpdateCall(
             call_service_pb2.UpdateCallRequest(
                 channel=call_service_pb2.ChannelRef(channel_key=other.key),
-                call_id=call.call_id, state=State.STATE_ANSWERED,
+                call_id=call.call_id,
+                state=State.STATE_ANSWERED,
             ),
             metadata=SERVICE,
         )

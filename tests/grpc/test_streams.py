@@ -254,12 +254,15 @@ async def test_watch_calls_follows_every_change(calls) -> None:
     call = await create(calls, user_ids=[3])
     await update(calls, call.call_id, State.STATE_ANSWERED)
     first, second = await stream.read(), await stream.read()
-    assert (first.type, first.call.call_id) == (call_service_pb2.CallEvent.TYPE_CREATED,
-                                                call.call_id)
+    assert (first.type, first.call.call_id) == (
+        call_service_pb2.CallEvent.TYPE_CREATED,
+        call.call_id,
+    )
     assert second.type == call_service_pb2.CallEvent.TYPE_UPDATED
     assert second.call.state == State.STATE_ANSWERED
-    resumed = calls.WatchCalls(call_service_pb2.WatchCallsRequest(after_seq=first.seq),
-                               metadata=SERVICE)
+    resumed = calls.WatchCalls(
+        call_service_pb2.WatchCallsRequest(after_seq=first.seq), metadata=SERVICE
+    )
     replayed = await resumed.read()
     assert replayed.seq == second.seq
     stream.cancel()

@@ -53,8 +53,9 @@ def incoming(**fields: Any) -> CreateCall:
 
 
 def test_call_ticket_and_contact_documents(desk: TelephonyDesk, store: Store) -> None:
-    view, created = desk.create_call(DEMO, incoming(pbx_call_id="p1", comment="hello",
-                                                     user_ids=(1,)))
+    view, created = desk.create_call(
+        DEMO, incoming(pbx_call_id="p1", comment="hello", user_ids=(1,))
+    )
     assert created
     call = store.calls.find_one({"_id": view.call_id})
     assert call is not None
@@ -152,7 +153,8 @@ def test_events_are_logged_with_increasing_seq(desk: TelephonyDesk, store: Store
     assert events[0]["_id"] < events[1]["_id"]
     assert events[0]["card_viewers"] == [1, 2]
     assert {(c["employee_id"], c["change"], c["reason"]) for c in events[1]["card_events"]} == {
-        (1, "hide", "final"), (2, "hide", "final"),
+        (1, "hide", "final"),
+        (2, "hide", "final"),
     }
 
 
@@ -173,10 +175,16 @@ def test_expiry_sweep_hides_stale_cards(desk: TelephonyDesk, store: Store) -> No
 
 def test_every_query_path_has_an_index(desk: TelephonyDesk, store: Store) -> None:
     names = {tuple(k for k, _ in spec["key"]) for spec in store.calls.index_information().values()}
-    for key in [("channel_id", "pbx_call_id"), ("created_at", "_id"),
-                ("channel_id", "created_at", "_id"), ("phone_key", "created_at", "_id"),
-                ("audience", "created_at", "_id"), ("user_id", "created_at", "_id"),
-                ("viewers",), ("status", "expired", "updated_at")]:
+    for key in [
+        ("channel_id", "pbx_call_id"),
+        ("created_at", "_id"),
+        ("channel_id", "created_at", "_id"),
+        ("phone_key", "created_at", "_id"),
+        ("audience", "created_at", "_id"),
+        ("user_id", "created_at", "_id"),
+        ("viewers",),
+        ("status", "expired", "updated_at"),
+    ]:
         assert key in names
     assert ("card_viewers", "_id") in {
         tuple(k for k, _ in s["key"]) for s in store.events.index_information().values()
