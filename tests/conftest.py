@@ -93,10 +93,11 @@ class LiveStack:
         self.gateway: subprocess.Popen[bytes] | None = None
 
     def _spawn(self, module: str) -> subprocess.Popen[bytes]:
-        log = open(self.workdir / f"{module}.log", "ab")  # noqa: SIM115 - owned by the process
-        return subprocess.Popen(
-            [sys.executable, "-m", module], cwd=ROOT, env=self.env, stdout=log, stderr=log
-        )
+        # The child keeps its own copy of the log's file descriptor.
+        with open(self.workdir / f"{module}.log", "ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", module], cwd=ROOT, env=self.env, stdout=log, stderr=log
+            )
 
     def start_core(self) -> None:
         self.core = self._spawn("core")
