@@ -85,6 +85,8 @@ class LiveStack:
             "VATS_SERVICE_TOKEN": self.service_token,
             "VATS_DATA_DIR": str(workdir / "data"),
             "VATS_RATE_LIMIT": "0",
+            "VATS_SSE_KEEPALIVE": "1",
+            "VATS_LINK_SECRET": "e2e-link-secret-0123456789",
             "PYTHONUNBUFFERED": "1",
             **(extra_env or {}),
         }

@@ -16,8 +16,15 @@ from tests.conftest import LiveStack
 
 pytestmark = pytest.mark.e2e
 
-REPLY_KEYS = {"call_id", "pbx_call_id", "user_id", "pbx_user_id", "call_status", "audio_record",
-              "ticket_id"}
+REPLY_KEYS = {
+    "call_id",
+    "pbx_call_id",
+    "user_id",
+    "pbx_user_id",
+    "call_status",
+    "audio_record",
+    "ticket_id",
+}
 
 # The original contract's two examples, word for word but for the address.
 ORIGINAL_CREATE = (
@@ -42,7 +49,10 @@ def run_curl(command: str, stack: LiveStack, call_id: int | None = None) -> dict
         command = command.replace("call_id=725", f"call_id={call_id}")
     out = subprocess.run(
         [*shlex.split(command), "--silent", "--show-error"],
-        capture_output=True, text=True, timeout=30, check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     )
     return json.loads(out.stdout)
 
@@ -101,9 +111,12 @@ def test_original_curl_examples(live_stack: LiveStack) -> None:
 
 
 def test_urlencoded_body_with_php_arrays(live_stack: LiveStack) -> None:
-    response = post(live_stack, content="action=create_call&direction=incoming&phone=%2B7+495+"
-                    "111-22-33&user_ids%5B0%5D=1&user_ids%5B1%5D=2&pbx_call_id=777",
-                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = post(
+        live_stack,
+        content="action=create_call&direction=incoming&phone=%2B7+495+"
+        "111-22-33&user_ids%5B0%5D=1&user_ids%5B1%5D=2&pbx_call_id=777",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert response.status_code == 200, response.text
     data = response.json()["data"]
     assert data["pbx_call_id"] == "777" and data["user_id"] is None
@@ -115,9 +128,17 @@ def test_multipart_with_bracket_and_repeated_arrays(live_stack: LiveStack) -> No
         [("group_ids[]", "10")],
         [("pbx_user_ids", "101"), ("pbx_user_ids", "103")],
     ):
-        response = post(live_stack, files=form(
-            [("action", "create_call"), ("direction", "incoming"), ("phone", "84951112233"),
-             *fields]))
+        response = post(
+            live_stack,
+            files=form(
+                [
+                    ("action", "create_call"),
+                    ("direction", "incoming"),
+                    ("phone", "84951112233"),
+                    *fields,
+                ]
+            ),
+        )
         assert response.status_code == 200, response.text
         call = get_call(live_stack, response.json()["data"]["call_id"])
         expected = [1, 2] if fields[0][0] == "group_ids[]" else [1, 3]
@@ -127,8 +148,15 @@ def test_multipart_with_bracket_and_repeated_arrays(live_stack: LiveStack) -> No
 def test_json_body_with_numbers_and_arrays(live_stack: LiveStack) -> None:
     data = create(live_stack, phone=74951234567, pbx_call_id=12345, user_ids=[3])
     assert data["pbx_call_id"] == "12345" and data["user_id"] == 3
-    updated = post(live_stack, json={"action": "update_call", "pbx_call_id": 12345,
-                                     "call_status": "in-progress", "pbx_user_id": 101})
+    updated = post(
+        live_stack,
+        json={
+            "action": "update_call",
+            "pbx_call_id": 12345,
+            "call_status": "in-progress",
+            "pbx_user_id": 101,
+        },
+    )
     assert updated.status_code == 200, updated.text
     assert updated.json()["data"]["pbx_user_id"] == "101"
     assert updated.json()["data"]["user_id"] == 1
@@ -137,8 +165,17 @@ def test_json_body_with_numbers_and_arrays(live_stack: LiveStack) -> None:
 def test_cyrillic_look_alike_field_names(live_stack: LiveStack) -> None:
     data = create(live_stack)
     # "саll_id" and "соmment" with a Cyrillic с and о, as published copies spell them.
-    response = post(live_stack, files=form([("action", "update_call"), ("саll_id",
-                    str(data["call_id"])), ("call_status", "answered"), ("соmment", "ok")]))
+    response = post(
+        live_stack,
+        files=form(
+            [
+                ("action", "update_call"),
+                ("саll_id", str(data["call_id"])),
+                ("call_status", "answered"),
+                ("соmment", "ok"),
+            ]
+        ),
+    )
     assert response.status_code == 200, response.text
     assert response.json()["data"]["call_status"] == "answered"
     assert [c.text for c in get_call(live_stack, data["call_id"]).ticket.comments] == ["ok"]
@@ -146,11 +183,20 @@ def test_cyrillic_look_alike_field_names(live_stack: LiveStack) -> None:
 
 def test_status_moved_backwards_is_409_and_unchanged(live_stack: LiveStack) -> None:
     data = create(live_stack)
-    ok = post(live_stack, json={"action": "update_call", "call_id": data["call_id"],
-                                "call_status": "answered"})
+    ok = post(
+        live_stack,
+        json={"action": "update_call", "call_id": data["call_id"], "call_status": "answered"},
+    )
     assert ok.status_code == 200
-    back = post(live_stack, json={"action": "update_call", "call_id": data["call_id"],
-                                  "call_status": "ringing", "comment": "late"})
+    back = post(
+        live_stack,
+        json={
+            "action": "update_call",
+            "call_id": data["call_id"],
+            "call_status": "ringing",
+            "comment": "late",
+        },
+    )
     assert back.status_code == 409
     assert error_of(back)["code"] == "final_status"
     call = get_call(live_stack, data["call_id"])
@@ -158,8 +204,12 @@ def test_status_moved_backwards_is_409_and_unchanged(live_stack: LiveStack) -> N
 
 
 def test_32_concurrent_creates_with_one_pbx_call_id(live_stack: LiveStack) -> None:
-    body = {"action": "create_call", "direction": "incoming", "phone": "+74950000032",
-            "pbx_call_id": "concurrent-32"}
+    body = {
+        "action": "create_call",
+        "direction": "incoming",
+        "phone": "+74950000032",
+        "pbx_call_id": "concurrent-32",
+    }
     with concurrent.futures.ThreadPoolExecutor(32) as pool:
         responses = list(pool.map(lambda _: post(live_stack, json=body), range(32)))
     assert [r.status_code for r in responses] == [200] * 32
@@ -181,29 +231,72 @@ def test_idempotency_key_replays_the_first_reply(live_stack: LiveStack) -> None:
     [
         ({"content": b"{not json", "headers": {"Content-Type": "application/json"}}, 400, None),
         ({"content": b"[1, 2]", "headers": {"Content-Type": "application/json"}}, 400, None),
-        ({"content": b"action=create_call", "headers": {"Content-Type": "text/plain"}}, 415,
-         None),
+        ({"content": b"action=create_call", "headers": {"Content-Type": "text/plain"}}, 415, None),
         ({"json": {"action": "create_call"}}, 422, "invalid_request"),
         ({"json": {"action": "explode"}}, 422, "invalid_request"),
         ({"json": {}}, 422, "invalid_request"),
-        ({"json": {"action": "create_call", "direction": "sideways", "phone": "1"}}, 422,
-         "invalid_request"),
-        ({"json": {"action": "create_call", "direction": "incoming", "phone": "1",
-                   "user_ids": [1], "group_ids": [10]}}, 422, "invalid_request"),
-        ({"json": {"action": "create_call", "direction": "incoming", "phone": "1",
-                   "user_ids": ["x"]}}, 422, "invalid_request"),
-        ({"json": {"action": "update_call", "call_id": 1, "pbx_call_id": "a",
-                   "call_status": "answered"}}, 422, "invalid_request"),
-        ({"json": {"action": "update_call", "call_id": 99999999, "call_status": "answered"}},
-         404, "not_found"),
-        ({"json": {"action": "update_call", "call_id": -5, "call_status": "answered"}}, 422,
-         "invalid_request"),
-        ({"json": {"action": "update_call", "call_id": 10**30, "call_status": "answered"}}, 422,
-         "invalid_request"),
+        (
+            {"json": {"action": "create_call", "direction": "sideways", "phone": "1"}},
+            422,
+            "invalid_request",
+        ),
+        (
+            {
+                "json": {
+                    "action": "create_call",
+                    "direction": "incoming",
+                    "phone": "1",
+                    "user_ids": [1],
+                    "group_ids": [10],
+                }
+            },
+            422,
+            "invalid_request",
+        ),
+        (
+            {
+                "json": {
+                    "action": "create_call",
+                    "direction": "incoming",
+                    "phone": "1",
+                    "user_ids": ["x"],
+                }
+            },
+            422,
+            "invalid_request",
+        ),
+        (
+            {
+                "json": {
+                    "action": "update_call",
+                    "call_id": 1,
+                    "pbx_call_id": "a",
+                    "call_status": "answered",
+                }
+            },
+            422,
+            "invalid_request",
+        ),
+        (
+            {"json": {"action": "update_call", "call_id": 99999999, "call_status": "answered"}},
+            404,
+            "not_found",
+        ),
+        (
+            {"json": {"action": "update_call", "call_id": -5, "call_status": "answered"}},
+            422,
+            "invalid_request",
+        ),
+        (
+            {"json": {"action": "update_call", "call_id": 10**30, "call_status": "answered"}},
+            422,
+            "invalid_request",
+        ),
     ],
 )
-def test_bad_inputs_get_clear_errors(live_stack: LiveStack, kwargs: dict[str, Any],
-                                     status: int, code: str | None) -> None:
+def test_bad_inputs_get_clear_errors(
+    live_stack: LiveStack, kwargs: dict[str, Any], status: int, code: str | None
+) -> None:
     response = post(live_stack, **kwargs)
     assert response.status_code == status, response.text
     error = error_of(response)
@@ -226,8 +319,15 @@ def test_unknown_and_rotated_keys_are_404_without_a_hint(live_stack: LiveStack) 
 
 
 def test_oversize_body_is_413(live_stack: LiveStack) -> None:
-    response = post(live_stack, json={"action": "create_call", "direction": "incoming",
-                                      "phone": "1", "comment": "x" * (2 * 1024 * 1024)})
+    response = post(
+        live_stack,
+        json={
+            "action": "create_call",
+            "direction": "incoming",
+            "phone": "1",
+            "comment": "x" * (2 * 1024 * 1024),
+        },
+    )
     assert response.status_code == 413
     error_of(response)
 
@@ -247,9 +347,16 @@ def test_nothing_changes_on_error(live_stack: LiveStack) -> None:
             return len(reply.calls)
 
     before = count()
-    for body in ({"action": "create_call", "direction": "incoming"},
-                 {"action": "create_call", "direction": "incoming", "phone": "1",
-                  "user_ids": [1], "pbx_user_ids": ["101"]}):
+    for body in (
+        {"action": "create_call", "direction": "incoming"},
+        {
+            "action": "create_call",
+            "direction": "incoming",
+            "phone": "1",
+            "user_ids": [1],
+            "pbx_user_ids": ["101"],
+        },
+    ):
         assert post(live_stack, json=body).status_code == 422
     assert count() == before
 
