@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import grpc
 import httpx
@@ -68,7 +69,7 @@ class LiveStack:
     channel_key = "demo-channel-key"
     admin_token = "demo-admin"
     service_token = "demo-service"
-    employee_tokens = {1: "demo-anna", 2: "demo-boris", 3: "demo-vera"}
+    employee_tokens: ClassVar[dict[int, str]] = {1: "demo-anna", 2: "demo-boris", 3: "demo-vera"}
 
     def __init__(self, workdir: Path, extra_env: dict[str, str] | None = None) -> None:
         self.grpc_port = free_port()

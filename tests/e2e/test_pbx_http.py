@@ -164,15 +164,15 @@ def test_json_body_with_numbers_and_arrays(live_stack: LiveStack) -> None:
 
 def test_cyrillic_look_alike_field_names(live_stack: LiveStack) -> None:
     data = create(live_stack)
-    # "саll_id" and "соmment" with a Cyrillic с and о, as published copies spell them.
+    # call_id and comment with Cyrillic es, a and o, as published copies spell them.
     response = post(
         live_stack,
         files=form(
             [
                 ("action", "update_call"),
-                ("саll_id", str(data["call_id"])),
+                ("\u0441\u0430ll_id", str(data["call_id"])),
                 ("call_status", "answered"),
-                ("соmment", "ok"),
+                ("\u0441\u043emment", "ok"),
             ]
         ),
     )
