@@ -316,6 +316,8 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
             await abort(context, errors.InvalidRequest.of({"employee_id": "required"}))
         if request.after_seq < 0:
             await abort(context, errors.InvalidRequest.of({"after_seq": "must not be negative"}))
+        # Tell the client at once that the stream is accepted, before any card exists.
+        await context.send_initial_metadata(())
         async for update in self.streams.cards(employee_id, request.after_seq):
             event = call_service_pb2.CallCardEvent(
                 seq=update.seq, type=_CARD_TYPES[update.change], reason=update.reason
@@ -368,6 +370,10 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
             await self.h.runner.run(lambda: self.library.save(doc))
         except errors.DomainError as error:
             await self.blobs.run(upload.abort)
+            # Read what the client still sends: aborting during its write can
+            # replace this status with a transport error on the client's side.
+            async for _ in request_iterator:
+                pass
             await abort(context, error)
         except BaseException:
             # The client went away or the server is stopping: nothing is kept.

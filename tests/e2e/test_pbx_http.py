@@ -6,6 +6,7 @@ import concurrent.futures
 import json
 import shlex
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -384,6 +385,11 @@ def test_core_down_gives_503_and_service_resumes(tmp_path: Path) -> None:
         health = httpx.get(f"{stack.http_url}/healthz")
         assert health.status_code == 503
         stack.start_core()
+        # The gateway reconnects by itself within about a second.
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{stack.http_url}/healthz").status_code != 200:
+            assert time.monotonic() < deadline, "the gateway did not reconnect to core"
+            time.sleep(0.1)
         assert post(stack, json=body).status_code == 200
     finally:
         stack.stop()

@@ -1,0 +1,1 @@
+"""The HTTP gateway: the PBX endpoint, recordings, call-card streams; a thin client of core."""

@@ -1,0 +1,52 @@
+"""Wires the gateway: configuration, the core client, resources and error handling."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import falcon
+import falcon.asgi
+
+from gateway import errors
+from gateway.calls import CallsResource
+from gateway.cards import CardsResource
+from gateway.config import Config
+from gateway.core_client import CoreClient
+from gateway.health import AGENT_PAGE_PATH, OPENAPI_PATH, FileResource, HealthResource
+from gateway.records import RecordsResource
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (the caller's X-Request-ID when sane), echoed and sent to core."""
+
+    async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        given = req.get_header("X-Request-ID") or ""
+        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        req.context.request_id = request_id
+        resp.set_header("X-Request-ID", request_id)
+
+
+def create_app(config: Config | None = None, core: CoreClient | None = None) -> falcon.asgi.App:
+    config = config or Config()
+    core = core or CoreClient(config)
+
+    middleware: list[Any] = [RequestIdMiddleware(), core]
+    app = falcon.asgi.App(middleware=middleware)
+    multipart = app.req_options.media_handlers[falcon.MEDIA_MULTIPART]
+    assert isinstance(multipart, falcon.media.MultipartFormHandler)
+    multipart.parse_options.max_body_part_count = config.max_form_parts
+    app.set_error_serializer(errors.serialize_error)
+    app.add_error_handler(Exception, errors.handle_unexpected)
+
+    app.add_route("/api/v2/telephony/calls/{channel_key}", CallsResource(config, core))
+    app.add_route("/api/v2/telephony/records/{recording_id}", RecordsResource(core))
+    app.add_route("/api/v2/telephony/cards/stream", CardsResource(config, core))
+    app.add_route("/healthz", HealthResource(core))
+    app.add_route("/openapi.json", FileResource(OPENAPI_PATH, falcon.MEDIA_JSON))
+    app.add_route("/agent", FileResource(AGENT_PAGE_PATH, falcon.MEDIA_HTML))
+    app.add_static_route("/static", str(AGENT_PAGE_PATH.parent))
+    return app
