@@ -57,24 +57,24 @@ def status_from_proto(state: int) -> domain.Status | None:
     return _STATUS_OF.get(state)  # type: ignore[call-overload]
 
 
-def state_of(status: str) -> int:
-    return int(_STATE_OF[domain.Status(status)])
+def state_of(status: str) -> call_pb2.Call.State:
+    return _STATE_OF[domain.Status(status)]
 
 
 def direction_from_proto(direction: int) -> domain.Direction | None:
     return _DIRECTION_FROM.get(direction)  # type: ignore[call-overload]
 
 
-def direction_of(direction: str) -> int:
-    return int(_DIRECTION_OF[domain.Direction(direction)])
+def direction_of(direction: str) -> call_pb2.Direction:
+    return _DIRECTION_OF[domain.Direction(direction)]
 
 
 def role_from_proto(role: int) -> Role | None:
     return _ROLE_FROM.get(role)  # type: ignore[call-overload]
 
 
-def role_of(role: str) -> int:
-    return int(_ROLE_OF[Role(role)])
+def role_of(role: str) -> directory_service_pb2.Role:
+    return _ROLE_OF[Role(role)]
 
 
 def timestamp(value: datetime | None) -> Timestamp | None:
@@ -115,7 +115,7 @@ def recording_message(doc: Mapping[str, Any], links: LinkMaker | None) -> call_p
     if links is not None:
         path, expires = links(str(doc["_id"]))
         message.signed_path = path
-        message.expire_time.CopyFrom(timestamp(expires))
+        message.expire_time.FromDatetime(expires)
     return message
 
 

@@ -174,8 +174,11 @@ class EventStreams:
         self.hub = hub
         self.runner = runner
 
-    async def cards(self, employee_id: int, after_seq: int) -> AsyncIterator[CardUpdate]:
-        subscription = self.hub.subscribe()
+    async def cards(
+        self, employee_id: int, after_seq: int, subscription: Subscription | None = None
+    ) -> AsyncIterator[CardUpdate]:
+        """Pass a `subscription` taken earlier to be sure of every event after that moment."""
+        subscription = subscription or self.hub.subscribe()
         try:
             updates, position = await self._card_start(employee_id, after_seq)
             for update in updates:
@@ -228,8 +231,10 @@ class EventStreams:
         result: tuple[list[CardUpdate], int] = await self.runner.run(read)
         return result
 
-    async def calls(self, after_seq: int) -> AsyncIterator[CallUpdate]:
-        subscription = self.hub.subscribe()
+    async def calls(
+        self, after_seq: int, subscription: Subscription | None = None
+    ) -> AsyncIterator[CallUpdate]:
+        subscription = subscription or self.hub.subscribe()
         try:
             if after_seq > 0:
 

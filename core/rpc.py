@@ -316,9 +316,15 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
             await abort(context, errors.InvalidRequest.of({"employee_id": "required"}))
         if request.after_seq < 0:
             await abort(context, errors.InvalidRequest.of({"after_seq": "must not be negative"}))
-        # Tell the client at once that the stream is accepted, before any card exists.
-        await context.send_initial_metadata(())
-        async for update in self.streams.cards(employee_id, request.after_seq):
+        # Subscribe first, then tell the client at once that the stream is
+        # accepted: every change after that moment reaches it.
+        subscription = self.streams.hub.subscribe()
+        try:
+            await context.send_initial_metadata(())
+        except BaseException:
+            self.streams.hub.unsubscribe(subscription)
+            raise
+        async for update in self.streams.cards(employee_id, request.after_seq, subscription):
             event = call_service_pb2.CallCardEvent(
                 seq=update.seq, type=_CARD_TYPES[update.change], reason=update.reason
             )
@@ -334,7 +340,13 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
         await self.h.principal(context, (Role.SERVICE,))
         if request.after_seq < 0:
             await abort(context, errors.InvalidRequest.of({"after_seq": "must not be negative"}))
-        async for update in self.streams.calls(request.after_seq):
+        subscription = self.streams.hub.subscribe()
+        try:
+            await context.send_initial_metadata(())
+        except BaseException:
+            self.streams.hub.unsubscribe(subscription)
+            raise
+        async for update in self.streams.calls(request.after_seq, subscription):
             event = call_service_pb2.CallEvent(
                 seq=update.seq, type=_CALL_TYPES[update.kind], reason=update.reason
             )

@@ -517,10 +517,16 @@ class TelephonyDesk:
     ) -> CallView:
         """A create_call for a known pbx_call_id: the same call, with a differing
         status applied the way update_call would."""
+        comment = command.comment
+        if comment:
+            ticket = self.store.tickets.find_one({"_id": existing["ticket_id"]}) or {}
+            if any(c.get("text") == comment for c in ticket.get("comments", ())):
+                # A retried create_call: its comment is on the ticket already.
+                comment = None
         update = UpdateCall(
             status=command.initial_status,
             call_id=int(existing["_id"]),
-            comment=command.comment,
+            comment=comment,
             recording_id=command.recording_id,
         )
         return self._update_call(channel, update)

@@ -111,6 +111,7 @@ class Store:
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )
+        assert doc is not None  # upsert
         return int(doc["seq"])
 
     def raise_counter(self, name: str, at_least: int) -> None:
@@ -145,6 +146,7 @@ class Store:
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )
+        assert result is not None  # upsert
         return dict(result)
 
     # --- contacts and tickets ---------------------------------------------

@@ -291,6 +291,12 @@ async def test_duplicate_pbx_call_id_returns_the_same_call(calls) -> None:
     assert again.call.state == State.STATE_IN_PROGRESS
 
 
+async def test_retried_create_does_not_repeat_its_comment(calls) -> None:
+    await create(calls, pbx_call_id="retry-comment", comment="hello")
+    again = await create(calls, pbx_call_id="retry-comment", comment="hello")
+    assert [c.text for c in again.ticket.comments] == ["hello"]
+
+
 async def test_concurrent_duplicates_make_one_call_and_one_ticket(calls) -> None:
     replies = await asyncio.gather(
         *(

@@ -251,6 +251,7 @@ async def test_slow_subscriber_gets_a_reset_not_unbounded_memory(calls, core: Co
 
 async def test_watch_calls_follows_every_change(calls) -> None:
     stream = calls.WatchCalls(call_service_pb2.WatchCallsRequest(), metadata=SERVICE)
+    await stream.initial_metadata()  # subscribed: every later change reaches the stream
     call = await create(calls, user_ids=[3])
     await update(calls, call.call_id, State.STATE_ANSWERED)
     first, second = await stream.read(), await stream.read()

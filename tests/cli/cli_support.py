@@ -1,0 +1,272 @@
+"""Helpers of the CLI tests: a core process on a free port, the `vats` command as a
+subprocess, and calls reported the way the gateway reports them."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from telephony.v1 import call_pb2, call_service_pb2, call_service_pb2_grpc
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+DEMO_SEED = PROJECT_DIR / "seed" / "demo.json"
+PYTHON = sys.executable
+PUBLIC_URL = "http://vats.test"
+ADMIN_TOKEN = "demo-admin"
+SERVICE_TOKEN = "demo-service"
+DEMO_CHANNEL_KEY = "demo-channel-key"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_environ() -> dict[str, str]:
+    """This process's environment without any vats-bridge setting that could leak in."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("VATS_")}
+
+
+def stop_process(process: subprocess.Popen[Any]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def process_is_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+class CoreProcess:
+    """`python -m core` on a free port with the demo seed and the embedded store."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.target = f"127.0.0.1:{free_port()}"
+        self._log_path = workdir / "core.log"
+        self._env = {
+            **clean_environ(),
+            "VATS_GRPC_ADDR": self.target,
+            "VATS_SEED": str(DEMO_SEED),
+            "VATS_DATA_DIR": str(workdir / "data"),
+            "VATS_PUBLIC_URL": PUBLIC_URL,
+            "PYTHONUNBUFFERED": "1",
+        }
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        with self._log_path.open("wb") as log:
+            self._process = subprocess.Popen(
+                [PYTHON, "-m", "core"],
+                cwd=PROJECT_DIR,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(self.target) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while True:
+                try:
+                    reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                if self._process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"core did not start:\n{self.log()}")
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            stop_process(self._process)
+
+    def log(self) -> str:
+        return self._log_path.read_text(errors="replace") if self._log_path.exists() else ""
+
+
+class Vats:
+    """Runs `python -m vats_cli` against one core, as an administrator would."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def env(self, token: str | None = ADMIN_TOKEN) -> dict[str, str]:
+        env = {**clean_environ(), "VATS_CORE_TARGET": self.target}
+        if token is not None:
+            env["VATS_ADMIN_TOKEN"] = token
+        return env
+
+    def __call__(
+        self, *args: str, token: str | None = ADMIN_TOKEN
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [PYTHON, "-m", "vats_cli", *args],
+            cwd=PROJECT_DIR,
+            env=self.env(token),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def json(self, *args: str, token: str | None = ADMIN_TOKEN) -> Any:
+        result = self("--json", *args, token=token)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
+        return json.loads(result.stdout)
+
+    def ok(self, *args: str, token: str | None = ADMIN_TOKEN) -> str:
+        result = self(*args, token=token)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def watch(self, *args: str) -> LineStream:
+        process = subprocess.Popen(
+            [PYTHON, "-m", "vats_cli", "cards", "watch", *args],
+            cwd=PROJECT_DIR,
+            env=self.env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        return LineStream(process)
+
+
+class LineStream:
+    """A running process whose stdout is read line by line with timeouts."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        assert process.stdout is not None
+        self._reader = threading.Thread(target=self._read, args=(process.stdout,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def next_line(self, timeout: float = 20.0) -> str:
+        try:
+            line = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no line within {timeout:g} s; so far: {self.lines!r}") from None
+        if line is None:
+            raise EOFError("the process closed its output")
+        self.lines.append(line)
+        return line
+
+    def rest(self, timeout: float = 20.0) -> list[str]:
+        """Every line until the process closes its output."""
+        lines: list[str] = []
+        try:
+            while True:
+                lines.append(self.next_line(timeout))
+        except EOFError:
+            return lines
+
+    def wait_for(self, predicate: Callable[[str], bool], timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.next_line(timeout=max(0.1, deadline - time.monotonic()))
+            if predicate(line):
+                return line
+
+    def interrupt(self, timeout: float = 20.0) -> tuple[int, str]:
+        """Ctrl-C: returns the exit code and what went to stderr."""
+        self.process.send_signal(signal.SIGINT)
+        try:
+            code = self.process.wait(timeout=timeout)
+        finally:
+            stop_process(self.process)
+        self._reader.join(timeout=5)
+        assert self.process.stdout is not None and self.process.stderr is not None
+        stderr = self.process.stderr.read()
+        self.process.stdout.close()
+        self.process.stderr.close()
+        return code, stderr
+
+
+class Pbx:
+    """Reports calls to core the way the gateway does, with the service token."""
+
+    def __init__(self, target: str) -> None:
+        self._channel = grpc.insecure_channel(target)
+        self._calls = call_service_pb2_grpc.CallServiceStub(self._channel)
+        self._metadata = (("authorization", f"Bearer {SERVICE_TOKEN}"),)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def create_call(
+        self,
+        phone: str,
+        user_ids: list[int] | None = None,
+        comment: str | None = None,
+        direction: call_pb2.Direction = call_pb2.DIRECTION_INCOMING,
+    ) -> call_pb2.Call:
+        request = call_service_pb2.CreateCallRequest(
+            channel=call_service_pb2.ChannelRef(channel_key=DEMO_CHANNEL_KEY),
+            direction=direction,
+            phone=phone,
+            user_ids=user_ids or [],
+            comment=comment,
+        )
+        reply = self._calls.CreateCall(request, metadata=self._metadata, timeout=10)
+        return reply.call
+
+    def update_call(
+        self, call_id: int, state: call_pb2.Call.State, comment: str | None = None
+    ) -> call_pb2.Call:
+        request = call_service_pb2.UpdateCallRequest(
+            channel=call_service_pb2.ChannelRef(channel_key=DEMO_CHANNEL_KEY),
+            call_id=call_id,
+            state=state,
+            comment=comment,
+        )
+        reply = self._calls.UpdateCall(request, metadata=self._metadata, timeout=10)
+        return reply.call
+
+
+def only_line(text: str) -> str:
+    """The single line of `text`; fails when there is not exactly one."""
+    lines = text.splitlines()
+    assert len(lines) == 1, f"expected one line, got {lines!r}"
+    return lines[0]
+
+
+def fields_of(text: str) -> Mapping[str, str]:
+    """`name: value` lines of a key/value block."""
+    result: dict[str, str] = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and name and not name.startswith(" "):
+            result[name.strip()] = value.strip()
+    return result

@@ -1,0 +1,128 @@
+"""`python -m vats_cli.run` (what `make run` starts): core and gateway as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cli_support import (
+    PROJECT_DIR,
+    PYTHON,
+    LineStream,
+    clean_environ,
+    free_port,
+    process_is_gone,
+    stop_process,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+class Launched:
+    """A running launcher, its output, and the children it reported."""
+
+    def __init__(self, stream: LineStream, http_addr: str) -> None:
+        self.stream = stream
+        self.http_addr = http_addr
+        self.pids: dict[str, int] = {}
+        self.banner: list[str] = []
+
+    @property
+    def process(self) -> subprocess.Popen[str]:
+        return self.stream.process
+
+    def wait_for_banner(self) -> None:
+        while True:
+            line = self.stream.next_line(timeout=90)
+            started = re.fullmatch(r"started (core|gateway) \(pid (\d+)\)", line)
+            if started:
+                self.pids[started.group(1)] = int(started.group(2))
+            if line.startswith("vats-bridge is running"):
+                break
+        while line := self.stream.next_line(timeout=5).strip():
+            self.banner.append(line)
+        assert set(self.pids) == {"core", "gateway"}
+
+    def banner_line(self, prefix: str) -> str:
+        return next(line for line in self.banner if line.startswith(prefix))
+
+
+@pytest.fixture
+def launched(tmp_path: Path) -> Iterator[Launched]:
+    http_addr = f"127.0.0.1:{free_port()}"
+    env = {
+        **clean_environ(),
+        "VATS_GRPC_ADDR": f"127.0.0.1:{free_port()}",
+        "VATS_HTTP_ADDR": http_addr,
+        "VATS_DATA_DIR": str(tmp_path / "data"),
+    }
+    process = subprocess.Popen(
+        [PYTHON, "-m", "vats_cli.run"],
+        cwd=PROJECT_DIR,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    launched = Launched(LineStream(process), http_addr)
+    try:
+        launched.wait_for_banner()
+        yield launched
+    finally:
+        stop_process(process)
+        for pid in launched.pids.values():
+            if not process_is_gone(pid):
+                os.kill(pid, signal.SIGKILL)
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def test_the_banner_curl_line_creates_a_call_and_ctrl_c_stops_both(launched: Launched) -> None:
+    url = f"http://{launched.http_addr}/api/v2/telephony/calls/demo-channel-key"
+    assert launched.banner_line("Channel URL:") == f"Channel URL:  {url}"
+    assert launched.banner_line("Agent page:").startswith(
+        f"Agent page:   http://{launched.http_addr}/agent"
+    )
+    assert "demo-anna" in launched.banner_line("Agent page:")
+    assert "VATS_ADMIN_TOKEN=demo-admin" in launched.banner_line("Admin CLI:")
+
+    curl = launched.banner_line("curl ")
+    reply = subprocess.run(
+        shlex.split(curl), capture_output=True, text=True, timeout=30, check=True
+    )
+    data = json.loads(reply.stdout)["data"]
+    assert isinstance(data["call_id"], int) and isinstance(data["ticket_id"], int)
+    assert data["call_status"] == "ringing"
+
+    admin = launched.banner_line("Admin CLI:").removeprefix("Admin CLI:").strip()
+    listed = subprocess.run(
+        admin, shell=True, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=30
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "+7 495 000-00-00" in listed.stdout
+
+    launched.process.send_signal(signal.SIGINT)
+    assert launched.process.wait(timeout=30) == 0
+    assert process_is_gone(launched.pids["core"])
+    assert process_is_gone(launched.pids["gateway"])
+    assert any(
+        line.startswith("[core] ") for line in launched.stream.lines + launched.stream.rest()
+    )
+
+
+def test_when_core_dies_the_gateway_is_stopped_and_run_fails(launched: Launched) -> None:
+    os.kill(launched.pids["core"], signal.SIGKILL)
+
+    assert launched.process.wait(timeout=30) != 0
+    assert process_is_gone(launched.pids["gateway"])
+    assert launched.process.stderr is not None
+    assert "core exited" in launched.process.stderr.read()

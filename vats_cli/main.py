@@ -1,0 +1,345 @@
+"""`vats`: the admin command line of vats-bridge, a gRPC client of core.
+
+Errors are one line on stderr; the exit code is 2 for bad usage and 1 for failed requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import NoReturn
+
+from vats_cli import commands, render
+from vats_cli.client import CoreClient, CoreError
+from vats_cli.render import Output
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+Handler = Callable[[argparse.Namespace, CoreClient, Output], None]
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser that reports a usage error in one line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    target = (
+        args.target
+        or os.environ.get("VATS_CORE_TARGET")
+        or os.environ.get("VATS_GRPC_ADDR")
+        or DEFAULT_TARGET
+    )
+    token = args.token or os.environ.get("VATS_ADMIN_TOKEN") or None
+    handler: Handler = args.handler
+    try:
+        with CoreClient(target, token, args.timeout) as core:
+            handler(args, core, Output(sys.stdout, args.json))
+    except commands.UsageError as error:
+        print(f"error: {error} (see '{args.prog} --help')", file=sys.stderr)
+        return 2
+    except CoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`vats calls list | head`): stop quietly, and keep the
+        # interpreter's final flush from failing on the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return 0
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="vats",
+        description="Administer vats-bridge: channels, directory, tokens, calls and live cards.",
+        epilog="Options --target, --token, --timeout and --json also work after a command.",
+    )
+    _connection_options(parser, defaults=True)
+    # The same options once more for every command, so they may follow it too.
+    common = Parser(add_help=False)
+    _connection_options(common, defaults=False)
+
+    areas = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    _channel_commands(areas, common)
+    _directory_commands(areas, common)
+    _token_commands(areas, common)
+    _call_commands(areas, common)
+    return parser
+
+
+def _connection_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--target",
+        default=default(None),
+        help=f"core's gRPC address [VATS_CORE_TARGET, else VATS_GRPC_ADDR, else {DEFAULT_TARGET}]",
+    )
+    parser.add_argument(
+        "--token", default=default(None), help="bearer token for core [VATS_ADMIN_TOKEN]"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=default(10.0),
+        metavar="SECONDS",
+        help="deadline of each request [10]",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="print the response as JSON instead of a table",
+    )
+
+
+def _area(areas: argparse._SubParsersAction[Parser], name: str, summary: str) -> Parser:
+    return areas.add_parser(name, help=summary, description=summary)
+
+
+def _command(
+    commands_of: argparse._SubParsersAction[Parser],
+    name: str,
+    handler: Handler,
+    summary: str,
+    common: Parser,
+) -> Parser:
+    command = commands_of.add_parser(name, help=summary, description=summary, parents=[common])
+    command.set_defaults(handler=handler, prog=command.prog)
+    return command
+
+
+def _channel_commands(areas: argparse._SubParsersAction[Parser], common: Parser) -> None:
+    area = _area(areas, "channels", "PBX channels: their keys, URLs and PBX user mappings")
+    sub = area.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    create = _command(
+        sub,
+        "create",
+        commands.channels_create,
+        "create a channel; prints its key and URL once",
+        common,
+    )
+    create.add_argument("--name", required=True, help="channel name, often its phone number")
+    create.add_argument(
+        "--department", type=_id, required=True, metavar="ID", help="department of its tickets"
+    )
+    create.add_argument("--key", help="the channel key to use [a random one]")
+
+    _command(sub, "list", commands.channels_list, "list channels", common)
+
+    show = _command(sub, "show", commands.channels_show, "show a channel and its PBX users", common)
+    show.add_argument("channel_id", type=_id, metavar="ID")
+
+    update = _command(
+        sub, "update", commands.channels_update, "rename, move or enable/disable a channel", common
+    )
+    update.add_argument("channel_id", type=_id, metavar="ID")
+    update.add_argument("--name")
+    update.add_argument("--department", type=_id, metavar="ID")
+    enabled = update.add_mutually_exclusive_group()
+    enabled.add_argument("--enable", dest="enabled", action="store_const", const=True, default=None)
+    enabled.add_argument("--disable", dest="enabled", action="store_const", const=False)
+
+    rotate = _command(
+        sub,
+        "rotate-key",
+        commands.channels_rotate_key,
+        "give a channel a new key; the old one stops working",
+        common,
+    )
+    rotate.add_argument("channel_id", type=_id, metavar="ID")
+
+    map_ = _command(sub, "map", commands.channels_map, "map a PBX user id to an employee", common)
+    map_.add_argument("channel_id", type=_id, metavar="ID")
+    map_.add_argument("pbx_user_id", metavar="PBX_USER")
+    map_.add_argument("employee_id", type=_id, metavar="EMPLOYEE_ID")
+
+    unmap = _command(sub, "unmap", commands.channels_unmap, "remove a PBX user mapping", common)
+    unmap.add_argument("channel_id", type=_id, metavar="ID")
+    unmap.add_argument("pbx_user_id", metavar="PBX_USER")
+
+
+def _directory_commands(areas: argparse._SubParsersAction[Parser], common: Parser) -> None:
+    employees = _area(areas, "employees", "employees who may be shown call cards")
+    sub = employees.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    upsert = _command(
+        sub, "upsert", commands.employees_upsert, "create or replace an employee", common
+    )
+    upsert.add_argument("employee_id", type=_id, metavar="ID")
+    upsert.add_argument("--name", required=True)
+    upsert.add_argument(
+        "--telephony",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="has access to telephony [unchanged; yes for a new employee]",
+    )
+    _command(sub, "list", commands.employees_list, "list employees", common)
+
+    groups = _area(areas, "groups", "groups of employees, a call's possible audience")
+    sub = groups.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    upsert = _command(sub, "upsert", commands.groups_upsert, "create or replace a group", common)
+    upsert.add_argument("group_id", type=_id, metavar="ID")
+    upsert.add_argument("--name", required=True)
+    upsert.add_argument(
+        "--members",
+        type=_id_list,
+        metavar="ID,ID,...",
+        help="member employee ids, comma-separated ('' for none) [unchanged; none for a new group]",
+    )
+    _command(sub, "list", commands.groups_list, "list groups", common)
+
+    departments = _area(areas, "departments", "departments where call tickets are opened")
+    sub = departments.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    upsert = _command(
+        sub, "upsert", commands.departments_upsert, "create or rename a department", common
+    )
+    upsert.add_argument("department_id", type=_id, metavar="ID")
+    upsert.add_argument("--name", required=True)
+    _command(sub, "list", commands.departments_list, "list departments", common)
+
+
+def _token_commands(areas: argparse._SubParsersAction[Parser], common: Parser) -> None:
+    tokens = _area(areas, "tokens", "access tokens for core and the card stream")
+    sub = tokens.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    issue = _command(
+        sub, "issue", commands.tokens_issue, "issue a token; prints its secret once", common
+    )
+    issue.add_argument("--role", required=True, choices=sorted(commands.ROLES))
+    issue.add_argument(
+        "--employee", type=_id, metavar="ID", help="the employee of an employee token"
+    )
+    issue.add_argument("--description", help="what the token is for")
+    _command(sub, "list", commands.tokens_list, "list tokens (never their secrets)", common)
+    revoke = _command(sub, "revoke", commands.tokens_revoke, "revoke a token at once", common)
+    revoke.add_argument("token_id", metavar="TOKEN_ID")
+
+
+def _call_commands(areas: argparse._SubParsersAction[Parser], common: Parser) -> None:
+    calls = _area(areas, "calls", "calls reported by the PBX, with their tickets")
+    sub = calls.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    list_ = _command(sub, "list", commands.calls_list, "list calls, newest first", common)
+    list_.add_argument("--channel", type=_id, metavar="ID")
+    list_.add_argument("--phone", help="the other party's number, in any common notation")
+    list_.add_argument(
+        "--status",
+        type=_status_list,
+        action="extend",
+        metavar="STATUS[,STATUS]",
+        help="one or more of: " + ", ".join(render.STATUS_NAMES),
+    )
+    list_.add_argument("--direction", choices=sorted(render.DIRECTION_NAMES))
+    list_.add_argument(
+        "--employee", type=_id, metavar="ID", help="bound to or shown to this employee"
+    )
+    list_.add_argument(
+        "--since",
+        type=_moment,
+        metavar="TIME",
+        help="created at or after (ISO 8601; UTC unless an offset is given)",
+    )
+    list_.add_argument(
+        "--until",
+        type=_moment,
+        metavar="TIME",
+        help="created before (ISO 8601; UTC unless an offset is given)",
+    )
+    list_.add_argument("--limit", type=_page_size, metavar="N", help="calls per page, 1..500 [50]")
+    list_.add_argument("--page-token", metavar="TOKEN", help="the page after a previous listing")
+    show = _command(
+        sub,
+        "show",
+        commands.calls_show,
+        "show a call: status history, ticket, comments, recordings",
+        common,
+    )
+    show.add_argument("call_id", type=_id, metavar="CALL_ID")
+
+    cards = _area(areas, "cards", "live call cards")
+    sub = cards.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    watch = _command(
+        sub,
+        "watch",
+        commands.cards_watch,
+        "follow an employee's call cards live, one line per event, until Ctrl-C",
+        common,
+    )
+    watch.add_argument(
+        "--employee", type=_id, metavar="ID", help="whose cards [the employee of an employee token]"
+    )
+    watch.add_argument(
+        "--after-seq",
+        type=_non_negative_int,
+        default=0,
+        metavar="SEQ",
+        help="replay events after this sequence number [0: current cards first]",
+    )
+
+
+def _id(text: str) -> int:
+    value = _int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"not a positive id: {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+def _page_size(text: str) -> int:
+    value = _int(text)
+    if not 1 <= value <= 500:
+        raise argparse.ArgumentTypeError(f"not within 1..500: {text!r}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _id_list(text: str) -> list[int]:
+    return [_id(part.strip()) for part in text.split(",") if part.strip()]
+
+
+def _status_list(text: str) -> list[str]:
+    names = [part.strip().lower() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in render.STATUS_NAMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown status {text!r}; expected: " + ", ".join(render.STATUS_NAMES)
+        )
+    return names
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
