@@ -5,16 +5,20 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from tests.conftest import bearer
 from telephony.v1 import (
     call_pb2,
     call_service_pb2,
     call_service_pb2_grpc,
-    channel_service_pb2 as ch,
     channel_service_pb2_grpc,
-    directory_service_pb2 as dr,
     directory_service_pb2_grpc,
 )
+from telephony.v1 import (
+    channel_service_pb2 as ch,
+)
+from telephony.v1 import (
+    directory_service_pb2 as dr,
+)
+from tests.conftest import bearer
 
 ADMIN = bearer("demo-admin")
 

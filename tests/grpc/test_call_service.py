@@ -9,8 +9,8 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from tests.conftest import bearer
 from telephony.v1 import call_pb2, call_service_pb2, call_service_pb2_grpc
+from tests.conftest import bearer
 
 State = call_pb2.Call.State
 DEMO = call_service_pb2.ChannelRef(channel_key="demo-channel-key")

@@ -13,8 +13,8 @@ import grpc
 import pytest
 
 from core.server import Core
-from tests.conftest import bearer
 from telephony.v1 import call_pb2, call_service_pb2, call_service_pb2_grpc
+from tests.conftest import bearer
 
 FIXTURES = Path(__file__).resolve().parent.parent / "recordings" / "fixtures"
 DEMO = call_service_pb2.ChannelRef(channel_key="demo-channel-key")

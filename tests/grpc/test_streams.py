@@ -9,8 +9,8 @@ import grpc
 import pytest
 
 from core.server import Core
-from tests.conftest import bearer
 from telephony.v1 import call_pb2, call_service_pb2, call_service_pb2_grpc
+from tests.conftest import bearer
 
 State = call_pb2.Call.State
 Event = call_service_pb2.CallCardEvent
@@ -56,8 +56,8 @@ class Watcher:
                 self.error = error
                 self._changed.set()
 
-    async def wait_for(self, count: int, timeout: float = 5) -> list[Any]:
-        async with asyncio.timeout(timeout):
+    async def wait_for(self, count: int, within: float = 5) -> list[Any]:
+        async with asyncio.timeout(within):
             while len(self.events) < count:
                 self._changed.clear()
                 await self._changed.wait()
@@ -215,7 +215,8 @@ async def test_cancelled_client_is_unsubscribed(calls, core: Core) -> None:
     assert core.hub.subscriber_count == before + 1
     anna.cancel()
     async with asyncio.timeout(5):
-        while core.hub.subscriber_count != before:
+        # The server's counter has no event to wait on: poll it.
+        while core.hub.subscriber_count != before:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
 
