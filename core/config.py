@@ -29,6 +29,9 @@ class CoreConfig:
     # "changestream" (cards from every core on a replica set) or "inprocess";
     # the embedded store is always in-process.
     event_source: str = "changestream"
+    # Embedded mode only: a file the store is saved to at a graceful stop and
+    # loaded from at start. Unset: the data is gone when core exits.
+    embedded_snapshot: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CoreConfig:
@@ -57,4 +60,5 @@ class CoreConfig:
             ),
             storage_workers=int(env.get("VATS_STORAGE_WORKERS", cls.storage_workers)),
             event_source=env.get("VATS_EVENT_SOURCE", cls.event_source),
+            embedded_snapshot=env.get("VATS_EMBEDDED_SNAPSHOT") or None,
         )

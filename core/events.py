@@ -106,6 +106,7 @@ class EventHub:
         self._loop = loop
         self._queue_size = queue_size
         self._subscriptions: set[Subscription] = set()
+        self._closed = False
         self.published = 0
 
     def publish(self, event: PublishedEvent) -> None:
@@ -129,7 +130,11 @@ class EventHub:
 
     def subscribe(self) -> Subscription:
         subscription = Subscription(self, self._queue_size)
-        self._subscriptions.add(subscription)
+        if self._closed:
+            # The server is stopping: the stream ends at once.
+            subscription.close()
+        else:
+            self._subscriptions.add(subscription)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
@@ -142,6 +147,7 @@ class EventHub:
 
     def close(self) -> None:
         """End every stream cleanly (server shutdown)."""
+        self._closed = True
         for subscription in list(self._subscriptions):
             subscription.close()
         self._subscriptions.clear()

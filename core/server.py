@@ -16,7 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from core import domain, rpc
+from core import domain, rpc, snapshot
 from core.changes import ChangeStreamFollower
 from core.config import CoreConfig
 from core.events import EventHub, EventStreams
@@ -85,7 +85,10 @@ class Core:
         return path, datetime.fromtimestamp(expires, UTC)
 
     def prepare(self) -> None:
-        """Blocking start-up work: indexes and the seed."""
+        """Blocking start-up work: the saved embedded store, indexes and the seed."""
+        if self.embedded and self.config.embedded_snapshot:
+            loaded = snapshot.load(self.store.db, Path(self.config.embedded_snapshot))
+            log.info("loaded %d documents from %s", loaded, self.config.embedded_snapshot)
         self.store.ensure_indexes()
         if self.config.seed_path:
             seed = json.loads(Path(self.config.seed_path).read_text(encoding="utf-8"))
@@ -164,6 +167,10 @@ class Core:
             self.hub.close()
         if self.server is not None:
             await self.server.stop(grace)
+        if self.embedded and self.config.embedded_snapshot:
+            path = Path(self.config.embedded_snapshot)
+            saved = await self.runner.run(snapshot.save, self.store.db, path)
+            log.info("saved %d documents to %s", saved, path)
         self.runner.shutdown()
         self.blob_runner.shutdown()
 
