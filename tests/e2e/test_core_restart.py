@@ -15,9 +15,9 @@ import grpc
 import httpx
 import pytest
 
+from telephony.v1 import call_service_pb2, call_service_pb2_grpc
 from tests.conftest import LiveStack, bearer
 from tests.e2e.sse import SSEReader
-from telephony.v1 import call_service_pb2, call_service_pb2_grpc
 
 pytestmark = pytest.mark.e2e
 
