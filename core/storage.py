@@ -265,6 +265,6 @@ def connect(uri: str | None, db_name: str) -> tuple[Database[Document], bool]:
             uri, tz_aware=True, w="majority", retryWrites=True
         )
         return client[db_name], False
-    import mongomock
+    from core import embedded
 
-    return mongomock.MongoClient(tz_aware=True)[db_name], True
+    return embedded.client()[db_name], True
