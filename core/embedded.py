@@ -32,5 +32,5 @@ def _iter_documents(self: Any, filter: Any) -> Iterator[dict[str, Any]]:
 
 
 def client() -> mongomock.MongoClient:
-    Collection._iter_documents = _iter_documents
+    Collection._iter_documents = _iter_documents  # type: ignore[method-assign]
     return mongomock.MongoClient(tz_aware=True)
