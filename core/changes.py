@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -46,6 +47,54 @@ def event_from_doc(doc: Mapping[str, Any]) -> PublishedEvent:
     )
 
 
+class Resequencer:
+    """Hands events on in seq order.
+
+    Cores allocate a seq, then insert the event: two cores can insert 11
+    before 10, and the change stream shows them in insert order. A stream
+    that delivered 11 would then drop 10 as already seen. So an event after
+    a gap waits until the gap fills, or until `max_wait` seconds pass (a seq
+    that was allocated but never stored leaves a gap for good).
+    """
+
+    def __init__(self, max_wait: float = 2.0) -> None:
+        self.max_wait = max_wait
+        self.next_seq: int | None = None
+        self._waiting: dict[int, PublishedEvent] = {}
+        self._gap_since: float | None = None
+
+    def push(self, event: PublishedEvent, now: float) -> list[PublishedEvent]:
+        if self.next_seq is None:
+            self.next_seq = event.seq
+        if event.seq < self.next_seq:
+            # Later than its gap's wait: hand it on rather than lose it.
+            return [event]
+        self._waiting[event.seq] = event
+        return self._release(now)
+
+    def poll(self, now: float) -> list[PublishedEvent]:
+        return self._release(now)
+
+    def _release(self, now: float) -> list[PublishedEvent]:
+        ready: list[PublishedEvent] = []
+        while self._waiting:
+            assert self.next_seq is not None
+            event = self._waiting.pop(self.next_seq, None)
+            if event is not None:
+                ready.append(event)
+                self.next_seq += 1
+                self._gap_since = None
+                continue
+            if self._gap_since is None:
+                self._gap_since = now
+            if now - self._gap_since < self.max_wait:
+                break
+            # The gap stayed open too long: skip to the lowest waiting seq.
+            self.next_seq = min(self._waiting)
+            self._gap_since = None
+        return ready
+
+
 class ChangeStreamFollower:
     def __init__(
         self,
@@ -64,6 +113,7 @@ class ChangeStreamFollower:
         self.resets = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.order = Resequencer()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="change-stream", daemon=True)
@@ -82,6 +132,7 @@ class ChangeStreamFollower:
                 if error.code in HISTORY_LOST_CODES and self.resume_token is not None:
                     log.warning("change stream lost its place (%s); resetting subscribers", error)
                     self.resume_token = None
+                    self.order = Resequencer()
                     self.resets += 1
                     self.hub.reset_all()
                 else:
@@ -102,7 +153,13 @@ class ChangeStreamFollower:
                     # No event yet, but the token still moves on with the oplog.
                     if stream.resume_token is not None:
                         self.resume_token = stream.resume_token
+                    self._hand_on(self.order.poll(time.monotonic()))
                     continue
-                self.hub.publish(event_from_doc(change["fullDocument"]))
-                self.delivered += 1
+                event = event_from_doc(change["fullDocument"])
+                self._hand_on(self.order.push(event, time.monotonic()))
                 self.resume_token = stream.resume_token
+
+    def _hand_on(self, events: list[PublishedEvent]) -> None:
+        for event in events:
+            self.hub.publish(event)
+            self.delivered += 1

@@ -132,6 +132,38 @@ def test_other_server_errors_are_retried_without_reset() -> None:
     assert [e.seq for e in hub.events] == [1, 2]
 
 
+def published(seq: int) -> PublishedEvent:
+    from core.changes import event_from_doc
+
+    return event_from_doc(event_doc(seq))
+
+
+def test_resequencer_waits_for_a_gap_to_fill() -> None:
+    from core.changes import Resequencer
+
+    order = Resequencer(max_wait=2.0)
+    assert [e.seq for e in order.push(published(10), now=0)] == [10]
+    assert order.push(published(12), now=0.1) == []
+    assert [e.seq for e in order.push(published(11), now=0.2)] == [11, 12]
+
+
+def test_resequencer_skips_a_gap_that_never_fills() -> None:
+    from core.changes import Resequencer
+
+    order = Resequencer(max_wait=2.0)
+    order.push(published(1), now=0)
+    assert order.push(published(3), now=1) == []
+    assert order.poll(now=2.5) == []
+    assert [e.seq for e in order.poll(now=3.1)] == [3]
+    # A straggler after its wait is still handed on, not dropped here.
+    assert [e.seq for e in order.push(published(2), now=4)] == [2]
+
+
+def test_follower_delivers_out_of_order_inserts_in_seq_order() -> None:
+    _, hub, _ = follow([[1, 3, 2, 4]])
+    assert [e.seq for e in hub.events] == [1, 2, 3, 4]
+
+
 @pytest.mark.mongodb
 def test_follows_a_real_replica_set() -> None:
     uri = os.environ.get("VATS_TEST_MONGODB_URI")
