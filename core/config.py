@@ -29,6 +29,12 @@ class CoreConfig:
     # "changestream" (cards from every core on a replica set) or "inprocess";
     # the embedded store is always in-process.
     event_source: str = "changestream"
+    # host:port of the Prometheus /metrics endpoint; None turns it off (the
+    # environment's default is 127.0.0.1:9464, "off" turns it off there).
+    metrics_addr: str | None = None
+    # How often storage is pinged (health) and the gauges of stored state refreshed.
+    storage_check_seconds: float = 5.0
+    log_level: str = "INFO"
     # Embedded mode only: a file the store is saved to at a graceful stop and
     # loaded from at start. Unset: the data is gone when core exits.
     embedded_snapshot: str | None = None
@@ -61,4 +67,14 @@ class CoreConfig:
             storage_workers=int(env.get("VATS_STORAGE_WORKERS", cls.storage_workers)),
             event_source=env.get("VATS_EVENT_SOURCE", cls.event_source),
             embedded_snapshot=env.get("VATS_EMBEDDED_SNAPSHOT") or None,
+            metrics_addr=_metrics_addr(env.get("VATS_METRICS_ADDR", "127.0.0.1:9464")),
+            storage_check_seconds=float(
+                env.get("VATS_STORAGE_CHECK_SECONDS", cls.storage_check_seconds)
+            ),
+            log_level=env.get("VATS_LOG_LEVEL", cls.log_level),
         )
+
+
+def _metrics_addr(value: str) -> str | None:
+    value = value.strip()
+    return None if value.lower() in ("", "off") else value

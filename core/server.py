@@ -16,10 +16,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from core import domain, rpc, snapshot
+from core import domain, logs, rpc, snapshot
 from core.changes import ChangeStreamFollower
 from core.config import CoreConfig
 from core.events import EventHub, EventStreams
+from core.metrics import CoreMetrics, LiveCalls, MetricsServer, RpcInterceptor
 from core.recordings import BlobStore, FileBlobStore, GridFSBlobStore, LinkSigner
 from core.recordings.library import RecordingLibrary
 from core.service import TelephonyDesk
@@ -34,6 +35,9 @@ from telephony.v1 import (
 )
 
 log = logging.getLogger("vats.core")
+
+# A storage check that takes longer than this counts as failed.
+STORAGE_CHECK_TIMEOUT = 5.0
 
 SERVICE_NAMES = (
     call_service_pb2.DESCRIPTOR.services_by_name["CallService"].full_name,
@@ -78,6 +82,9 @@ class Core:
         self.follower: ChangeStreamFollower | None = None
         self.server: grpc.aio.Server | None = None
         self.port = 0
+        self.metrics = CoreMetrics()
+        self.metrics_server: MetricsServer | None = None
+        self.storage_ok = True
 
     def link(self, recording_id: str) -> tuple[str, datetime]:
         """A signed download path for a recording, and when it expires."""
@@ -98,18 +105,26 @@ class Core:
         await self.runner.run(self.prepare)
         self.hub = EventHub(asyncio.get_running_loop())
         if self.embedded or self.config.event_source == "inprocess":
-            self.desk.events = self.hub
+            # Every change passes through this core: the call gauges follow its events.
+            live = LiveCalls()
+            await self.runner.run(live.load, self.store)
+            self.metrics.follow_live_calls(live)
+            self.desk.events = self.metrics.counting_sink(self.hub, live)
         else:
+            self.desk.events = self.metrics.counting_sink(None, None)
             # Every core, this one included, learns of events from the change stream.
             self.follower = ChangeStreamFollower(self.store.events, self.hub)
             self.follower.start()
+        hub = self.hub
+        self.metrics.count_subscribers(lambda: hub.subscriber_count)
         streams = EventStreams(self.desk, self.hub, self.runner)
         server = grpc.aio.server(
+            interceptors=[RpcInterceptor(self.metrics)],
             options=[
                 ("grpc.max_receive_message_length", 8 * 1024 * 1024),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-            ]
+            ],
         )
         call_service_pb2_grpc.add_CallServiceServicer_to_server(
             rpc.CallServicer(self.handler, streams, self.library, self.signer, self.blob_runner),
@@ -134,7 +149,63 @@ class Core:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._tasks.append(asyncio.create_task(self._sweep_expired()))
         self._tasks.append(asyncio.create_task(self._sweep_recordings()))
+        self._tasks.append(asyncio.create_task(self._watch_storage()))
+        if self.config.metrics_addr:
+            try:
+                self.metrics_server = self.metrics.serve(self.config.metrics_addr)
+            except OSError as error:
+                # Calls matter more than their metrics: core serves on without them.
+                log.error("metrics endpoint not started on %s: %s", self.config.metrics_addr, error)
+            else:
+                host = self.config.metrics_addr.rpartition(":")[0]
+                log.info("metrics on http://%s:%d/metrics", host, self.metrics_server.port)
         return self.port
+
+    def check_storage(self) -> None:
+        """Blocking: ping the database (raises when it is unreachable), then refresh
+        the call gauges when other cores write too."""
+        self.store.db.command("ping")
+        if self.follower is not None:
+            try:
+                self.metrics.refresh_state(self.store)
+            except Exception:
+                log.warning("refreshing the call gauges failed", exc_info=True)
+
+    async def _watch_storage(self) -> None:
+        """CallService and the other telephony services are NOT_SERVING while storage
+        fails its check; the overall "" status stays SERVING (the process is alive)."""
+        pending: asyncio.Future[None] | None = None
+        while True:
+            if pending is None:
+                # One check at a time: a hung ping must not pile up on the executor.
+                pending = asyncio.ensure_future(self.runner.run(self.check_storage))
+            done, _ = await asyncio.wait({pending}, timeout=STORAGE_CHECK_TIMEOUT)
+            error: BaseException | None = None
+            if pending in done:
+                error = pending.exception()
+                pending = None
+            else:
+                error = TimeoutError("the storage check did not finish in time")
+            await self._set_storage_ok(error)
+            await asyncio.sleep(self.config.storage_check_seconds)
+
+    async def _set_storage_ok(self, error: BaseException | None) -> None:
+        ok = error is None
+        self.metrics.storage_up.set(1 if ok else 0)
+        if ok == self.storage_ok:
+            return
+        self.storage_ok = ok
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if ok
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in SERVICE_NAMES:
+            await self.health.set(name, status)
+        if ok:
+            log.info("storage is reachable again; serving")
+        else:
+            log.error("storage check failed (%s); not serving", error)
 
     async def _sweep_expired(self) -> None:
         while True:
@@ -171,6 +242,8 @@ class Core:
             path = Path(self.config.embedded_snapshot)
             saved = await self.runner.run(snapshot.save, self.store.db, path)
             log.info("saved %d documents to %s", saved, path)
+        if self.metrics_server is not None:
+            self.metrics_server.close()
         self.runner.shutdown()
         self.blob_runner.shutdown()
 
@@ -190,5 +263,6 @@ async def serve(config: CoreConfig) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(serve(CoreConfig.from_env()))
+    config = CoreConfig.from_env()
+    logs.setup(config.log_level)
+    asyncio.run(serve(config))

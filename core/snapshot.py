@@ -16,16 +16,12 @@ from typing import Any
 from bson import json_util
 from pymongo.database import Database
 
-_OPTIONS = json_util.JSONOptions(
-    json_mode=json_util.JSONMode.CANONICAL, tz_aware=True, tzinfo=None
-)
+_OPTIONS = json_util.JSONOptions(json_mode=json_util.JSONMode.CANONICAL, tz_aware=True, tzinfo=None)
 
 
 def save(db: Database[Any], path: Path) -> int:
     """Write every collection to `path` atomically; returns the number of documents."""
-    collections = {
-        name: list(db[name].find()) for name in sorted(db.list_collection_names())
-    }
+    collections = {name: list(db[name].find()) for name in sorted(db.list_collection_names())}
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
     with temporary.open("w", encoding="utf-8") as file:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-
 import uvicorn
 
+from gateway import logs
 from gateway.app import create_app
 from gateway.config import Config
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = Config()
+    logs.setup(config.log_level)
     host, port = config.http_host_port
     uvicorn.run(
         create_app(config),
@@ -22,6 +21,10 @@ def main() -> None:
         http="httptools",
         lifespan="on",
         proxy_headers=True,
+        # uvicorn's access log shows raw paths (channel keys) and query strings
+        # (tokens): the gateway writes its own, by route template.
+        access_log=False,
+        log_config=None,
         # Card streams never end by themselves: give them a few seconds, then close.
         timeout_graceful_shutdown=config.shutdown_grace,
     )

@@ -14,7 +14,16 @@ from gateway.calls import CallsResource
 from gateway.cards import CardsResource
 from gateway.config import Config
 from gateway.core_client import CoreClient
-from gateway.health import AGENT_PAGE_PATH, OPENAPI_PATH, FileResource, HealthResource
+from gateway.health import (
+    AGENT_PAGE_PATH,
+    OPENAPI_PATH,
+    FileResource,
+    HealthResource,
+    LivenessResource,
+    ReadinessResource,
+)
+from gateway.history import CallHistoryResource, CallResource
+from gateway.metrics import MetricsResource, RequestObserver
 from gateway.records import RecordsResource
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -34,7 +43,7 @@ def create_app(config: Config | None = None, core: CoreClient | None = None) -> 
     config = config or Config()
     core = core or CoreClient(config)
 
-    middleware: list[Any] = [RequestIdMiddleware(), core]
+    middleware: list[Any] = [RequestIdMiddleware(), RequestObserver(), core]
     app = falcon.asgi.App(middleware=middleware)
     multipart = app.req_options.media_handlers[falcon.MEDIA_MULTIPART]
     assert isinstance(multipart, falcon.media.MultipartFormHandler)
@@ -45,7 +54,12 @@ def create_app(config: Config | None = None, core: CoreClient | None = None) -> 
     app.add_route("/api/v2/telephony/calls/{channel_key}", CallsResource(config, core))
     app.add_route("/api/v2/telephony/records/{recording_id}", RecordsResource(core))
     app.add_route("/api/v2/telephony/cards/stream", CardsResource(config, core))
+    app.add_route("/api/v2/telephony/history", CallHistoryResource(config, core))
+    app.add_route("/api/v2/telephony/history/{call_id}", CallResource(config, core))
     app.add_route("/healthz", HealthResource(core))
+    app.add_route("/livez", LivenessResource())
+    app.add_route("/readyz", ReadinessResource(config, core))
+    app.add_route("/metrics", MetricsResource())
     app.add_route("/openapi.json", FileResource(OPENAPI_PATH, falcon.MEDIA_JSON))
     app.add_route("/agent", FileResource(AGENT_PAGE_PATH, falcon.MEDIA_HTML))
     app.add_static_route("/static", str(AGENT_PAGE_PATH.parent))

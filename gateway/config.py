@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 
@@ -17,13 +18,15 @@ class Config:
     VATS_MAX_RECORD_MB [200]: largest recording accepted.
     VATS_MAX_BODY_KB [1024]: largest form or JSON body, files excluded.
     VATS_MAX_FIELD_KB [64]: largest single multipart text field.
-    VATS_MAX_FORM_PARTS [64]: most parts in one multipart body.
+    VATS_MAX_FORM_PARTS [64]: most parts in one multipart body, or members in one JSON object.
     VATS_CORE_TIMEOUT [5]: deadline of unary calls to core, in seconds.
     VATS_RECORD_TIMEOUT [600]: deadline of recording uploads and downloads.
     VATS_WATCH_TIMEOUT [3600]: lifetime of one card stream (the browser resumes it).
     VATS_HEALTH_TIMEOUT [1]: deadline of the health check of core.
     VATS_SSE_KEEPALIVE [15]: seconds between keepalive comments on card streams.
     VATS_SHUTDOWN_GRACE [5]: seconds open requests and streams get at shutdown.
+    VATS_LOG_LEVEL [INFO]: least severe level logged (JSON lines on stderr).
+    VATS_RATE_LIMIT [50]: PBX requests per second per channel (burst twice that); 0: no limit.
     """
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
@@ -48,6 +51,8 @@ class Config:
         self.sse_handshake = min(self.core_timeout, 2.0)
         self.retry_after = 1
         self.shutdown_grace = int(_seconds(env, "VATS_SHUTDOWN_GRACE", 5.0))
+        self.log_level = (env.get("VATS_LOG_LEVEL") or "INFO").upper()
+        self.rate_limit = _rate(env, "VATS_RATE_LIMIT", 50.0)
 
     @property
     def http_host_port(self) -> tuple[str, int]:
@@ -80,4 +85,17 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number of seconds, not {raw!r}") from None
     if not value > 0:
         raise ValueError(f"{name} must be positive, not {raw!r}")
+    return value
+
+
+def _rate(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number per second, not {raw!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be 0 (off) or positive, not {raw!r}")
     return value

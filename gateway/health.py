@@ -1,4 +1,9 @@
-"""Health check, the OpenAPI document and the agent page."""
+"""Health, liveness and readiness checks, the OpenAPI document and the agent page.
+
+Liveness (/livez) is the process alone: restart the gateway when it fails.
+Readiness (/readyz) is whether requests can be served now: core answers SERVING
+for telephony.v1.CallService, which it does only while its storage is reachable.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,17 @@ import pathlib
 
 import falcon
 import falcon.asgi
+import grpc
+import grpc.aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway.config import Config
 from gateway.core_client import CoreClient
 
 PACKAGE_DIR = pathlib.Path(__file__).parent
 OPENAPI_PATH = PACKAGE_DIR / "openapi.json"
 AGENT_PAGE_PATH = PACKAGE_DIR / "static" / "agent.html"
+CALL_SERVICE = "telephony.v1.CallService"
 
 
 class HealthResource:
@@ -24,6 +34,45 @@ class HealthResource:
         else:
             resp.status = falcon.HTTP_503
             resp.media = {"status": "degraded", "core": "unreachable"}
+
+
+class LivenessResource:
+    """The process answers: nothing else is checked."""
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.media = {"status": "ok"}
+
+
+class ReadinessResource:
+    """Ready when core reports telephony.v1.CallService SERVING (storage reachable)."""
+
+    def __init__(self, config: Config, core: CoreClient) -> None:
+        self._config = config
+        self._core = core
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        core = await self._call_service_status()
+        if core == "serving":
+            resp.media = {"status": "ready", "core": core, "storage": "ok"}
+            return
+        resp.status = falcon.HTTP_503
+        resp.set_header("Retry-After", str(self._config.retry_after))
+        # NOT_SERVING: core is up but its storage is unreachable, or it is stopping.
+        storage = "unreachable" if core == "not_serving" else "unknown"
+        resp.media = {"status": "not_ready", "core": core, "storage": storage}
+
+    async def _call_service_status(self) -> str:
+        stub = health_pb2_grpc.HealthStub(self._core.channel)
+        try:
+            reply = await stub.Check(
+                health_pb2.HealthCheckRequest(service=CALL_SERVICE),
+                timeout=self._config.health_timeout,
+            )
+        except grpc.aio.AioRpcError as error:
+            return "unreachable" if error.code() != grpc.StatusCode.NOT_FOUND else "not_serving"
+        if reply.status == health_pb2.HealthCheckResponse.SERVING:
+            return "serving"
+        return "not_serving"
 
 
 class FileResource:

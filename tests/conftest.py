@@ -87,6 +87,7 @@ class LiveStack:
             "VATS_DATA_DIR": str(workdir / "data"),
             "VATS_RATE_LIMIT": "0",
             "VATS_SSE_KEEPALIVE": "1",
+            "VATS_METRICS_ADDR": "off",
             "VATS_LINK_SECRET": "e2e-link-secret-0123456789",
             "PYTHONUNBUFFERED": "1",
             **(extra_env or {}),

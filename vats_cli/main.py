@@ -144,11 +144,26 @@ def _channel_commands(areas: argparse._SubParsersAction[Parser], common: Parser)
         sub, "update", commands.channels_update, "rename, move or enable/disable a channel", common
     )
     update.add_argument("channel_id", type=_id, metavar="ID")
-    update.add_argument("--name")
-    update.add_argument("--department", type=_id, metavar="ID")
+    update.add_argument("--name", help="the channel's new name")
+    update.add_argument(
+        "--department", type=_id, metavar="ID", help="where its new tickets are opened"
+    )
     enabled = update.add_mutually_exclusive_group()
-    enabled.add_argument("--enable", dest="enabled", action="store_const", const=True, default=None)
-    enabled.add_argument("--disable", dest="enabled", action="store_const", const=False)
+    enabled.add_argument(
+        "--enable",
+        dest="enabled",
+        action="store_const",
+        const=True,
+        default=None,
+        help="accept the PBX's requests again",
+    )
+    enabled.add_argument(
+        "--disable",
+        dest="enabled",
+        action="store_const",
+        const=False,
+        help="refuse the PBX's requests (404) until enabled",
+    )
 
     rotate = _command(
         sub,
@@ -228,7 +243,7 @@ def _call_commands(areas: argparse._SubParsersAction[Parser], common: Parser) ->
     calls = _area(areas, "calls", "calls reported by the PBX, with their tickets")
     sub = calls.add_subparsers(title="commands", metavar="COMMAND", required=True)
     list_ = _command(sub, "list", commands.calls_list, "list calls, newest first", common)
-    list_.add_argument("--channel", type=_id, metavar="ID")
+    list_.add_argument("--channel", type=_id, metavar="ID", help="calls of this channel")
     list_.add_argument("--phone", help="the other party's number, in any common notation")
     list_.add_argument(
         "--status",
@@ -237,7 +252,9 @@ def _call_commands(areas: argparse._SubParsersAction[Parser], common: Parser) ->
         metavar="STATUS[,STATUS]",
         help="one or more of: " + ", ".join(render.STATUS_NAMES),
     )
-    list_.add_argument("--direction", choices=sorted(render.DIRECTION_NAMES))
+    list_.add_argument(
+        "--direction", choices=sorted(render.DIRECTION_NAMES), help="incoming or outgoing"
+    )
     list_.add_argument(
         "--employee", type=_id, metavar="ID", help="bound to or shown to this employee"
     )

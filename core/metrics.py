@@ -1,0 +1,362 @@
+"""Core's Prometheus metrics, and the gRPC interceptor that measures and logs every RPC.
+
+Each Core has its own registry (tests run several in one process). The gauges
+of live calls are kept from the events a core publishes when it sees every
+change, else refreshed by indexed count queries on a timer; never a scan per scrape.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from wsgiref.simple_server import WSGIServer
+
+import grpc
+import grpc.aio
+from prometheus_client import (
+    GC_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
+
+from core.domain import ACTIVE_STATUSES
+from core.logs import REQUEST_ID
+from core.service import EventSink, PublishedEvent
+from core.storage import Store
+
+log = logging.getLogger("vats.core.rpc")
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+# Probes would drown the log: their lines are debug-level (metrics still count them).
+_QUIET_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection")
+_STREAMS_OF_EVENTS = {
+    "/telephony.v1.CallService/WatchCallCards": "cards",
+    "/telephony.v1.CallService/WatchCalls": "calls",
+}
+_ACTIVE = sorted(s.value for s in ACTIVE_STATUSES)
+_UPLOAD_METHOD = "/telephony.v1.CallService/UploadRecord"
+_SERVER_FAULTS = frozenset(
+    {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DATA_LOSS}
+)
+
+
+class CoreMetrics:
+    """Every metric core exports (names in README, "Operations")."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.registry.register(GC_COLLECTOR)
+        r = self.registry
+        self.rpcs = Counter(
+            "vats_core_rpcs_total",
+            "RPCs handled, by service, method and gRPC status code.",
+            ["service", "method", "code"],
+            registry=r,
+        )
+        self.rpc_seconds = Histogram(
+            "vats_core_rpc_duration_seconds",
+            "Time to handle an RPC (streams: their whole life), by service and method.",
+            ["service", "method"],
+            registry=r,
+        )
+        self.active_calls = Gauge(
+            "vats_core_active_calls",
+            "Calls with an active status (ringing, in-progress).",
+            registry=r,
+        )
+        self.visible_cards = Gauge(
+            "vats_core_visible_cards",
+            "Calls whose card is shown to at least one employee now.",
+            registry=r,
+        )
+        self.subscribers = Gauge(
+            "vats_core_stream_subscribers",
+            "Card and call streams connected to this core.",
+            registry=r,
+        )
+        self.events_published = Counter(
+            "vats_core_events_published_total",
+            "Call events this core wrote to the event log.",
+            registry=r,
+        )
+        self.events_delivered = Counter(
+            "vats_core_events_delivered_total",
+            "Events sent to stream clients, by stream (cards, calls).",
+            ["stream"],
+            registry=r,
+        )
+        self.recordings_stored = Counter(
+            "vats_core_recordings_stored_total", "Recordings uploaded and stored.", registry=r
+        )
+        self.recording_bytes_stored = Counter(
+            "vats_core_recording_bytes_stored_total", "Bytes of recordings stored.", registry=r
+        )
+        self.storage_up = Gauge(
+            "vats_core_storage_up", "1 when the last storage check succeeded, else 0.", registry=r
+        )
+
+    def count_subscribers(self, count: Callable[[], int]) -> None:
+        self.subscribers.set_function(lambda: float(count()))
+
+    def follow_live_calls(self, live: LiveCalls) -> None:
+        """The call gauges read from `live` (kept from this core's own events)."""
+        self.active_calls.set_function(lambda: float(live.active))
+        self.visible_cards.set_function(lambda: float(live.visible))
+
+    def refresh_state(self, store: Store) -> None:
+        """Blocking: indexed counts of live calls (when other cores write too)."""
+        active = {"$in": _ACTIVE}
+        self.active_calls.set(store.calls.count_documents({"status": active}))
+        self.visible_cards.set(
+            store.calls.count_documents(
+                {"status": active, "expired": False, "viewers.0": {"$exists": True}}
+            )
+        )
+
+    def counting_sink(self, inner: EventSink | None, live: LiveCalls | None) -> EventSink:
+        """An event sink that counts what it publishes (and keeps `live` current)."""
+        return _CountingSink(self.events_published, inner, live)
+
+    def serve(self, addr: str) -> MetricsServer:
+        """Starts the /metrics HTTP endpoint on `addr` (host:port; port 0 picks one)."""
+        host, _, port = addr.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"VATS_METRICS_ADDR must be host:port or off, not {addr!r}")
+        server, _ = start_http_server(int(port), host.strip("[]"), registry=self.registry)
+        return MetricsServer(server)
+
+
+class MetricsServer:
+    def __init__(self, server: WSGIServer) -> None:
+        self._server = server
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class LiveCalls:
+    """Active calls and shown cards, kept current from the events this core publishes.
+
+    Exact when every change passes through this core (embedded store, or a single
+    core with in-process events); costs one query at start, none per change.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._shown: dict[int, bool] = {}  # active call id -> its card is shown
+
+    def load(self, store: Store) -> None:
+        """Blocking: the active calls as stored now."""
+        docs = store.calls.find({"status": {"$in": _ACTIVE}}, {"viewers": 1})
+        shown = {int(d["_id"]): bool(d.get("viewers")) for d in docs}
+        with self._lock:
+            self._shown = shown
+
+    def observe(self, event: PublishedEvent) -> None:
+        call = event.view.call
+        call_id = int(call["_id"])
+        with self._lock:
+            if call.get("status") in _ACTIVE:
+                self._shown[call_id] = bool(call.get("viewers"))
+            else:
+                self._shown.pop(call_id, None)
+
+    @property
+    def active(self) -> int:
+        return len(self._shown)
+
+    @property
+    def visible(self) -> int:
+        with self._lock:
+            return sum(self._shown.values())
+
+
+class _CountingSink:
+    def __init__(self, counter: Counter, inner: EventSink | None, live: LiveCalls | None) -> None:
+        self._counter = counter
+        self._inner = inner
+        self._live = live
+
+    def publish(self, event: PublishedEvent) -> None:
+        self._counter.inc()
+        if self._live is not None:
+            self._live.observe(event)
+        if self._inner is not None:
+            self._inner.publish(event)
+
+
+def _request_id(metadata: Any) -> str:
+    for key, value in metadata or ():
+        if key == "x-request-id" and isinstance(value, str) and _REQUEST_ID.fullmatch(value):
+            return value
+    return uuid.uuid4().hex
+
+
+class _Rpc:
+    """One RPC being measured: ends with one metrics sample and one log line."""
+
+    def __init__(self, metrics: CoreMetrics, method: str, request_id: str) -> None:
+        self.metrics = metrics
+        self.method = method
+        service, _, name = method.lstrip("/").partition("/")
+        self.service, self.name = service, name
+        self.request_id = request_id
+        self.started = time.perf_counter()
+        self.messages = 0
+
+    def finish(self, code: grpc.StatusCode) -> None:
+        seconds = time.perf_counter() - self.started
+        m = self.metrics
+        m.rpcs.labels(self.service, self.name, code.name).inc()
+        m.rpc_seconds.labels(self.service, self.name).observe(seconds)
+        stream = _STREAMS_OF_EVENTS.get(self.method)
+        if stream is not None and self.messages:
+            m.events_delivered.labels(stream).inc(self.messages)
+        if code in _SERVER_FAULTS:
+            level = logging.ERROR
+        elif code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            level = logging.WARNING
+        elif self.service in _QUIET_SERVICES:
+            level = logging.DEBUG
+        else:
+            level = logging.INFO
+        fields: dict[str, object] = {
+            "request_id": self.request_id,
+            "method": self.method,
+            "code": code.name,
+            "duration_ms": round(seconds * 1000, 2),
+        }
+        if stream is not None:
+            fields["messages"] = self.messages
+        log.log(level, "rpc", extra={"fields": fields})
+
+
+def _code_of(
+    context: grpc.aio.ServicerContext[Any, Any], error: BaseException | None
+) -> grpc.StatusCode:
+    if error is None or isinstance(error, grpc.aio.AbortError):
+        code = context.code()
+        if isinstance(code, grpc.StatusCode):
+            return code
+        if isinstance(code, int):
+            for member in grpc.StatusCode:
+                if member.value[0] == code:
+                    return member
+        return grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN
+    if isinstance(error, Exception):
+        return grpc.StatusCode.UNKNOWN
+    # CancelledError, GeneratorExit: the client went away or the server is stopping.
+    return grpc.StatusCode.CANCELLED
+
+
+class RpcInterceptor(grpc.aio.ServerInterceptor):
+    """Counts, times and logs every RPC with the caller's x-request-id (never other metadata)."""
+
+    def __init__(self, metrics: CoreMetrics) -> None:
+        self.metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler  # an unknown method: gRPC answers UNIMPLEMENTED
+        method: str = handler_call_details.method
+        request_id = _request_id(handler_call_details.invocation_metadata)
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(handler.unary_unary, method, request_id),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                self._unary(handler.stream_unary, method, request_id),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._stream(handler.unary_stream, method, request_id),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                self._stream(handler.stream_stream, method, request_id),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    def _unary(
+        self, behavior: Callable[..., Any], method: str, request_id: str
+    ) -> Callable[..., Any]:
+        metrics = self.metrics
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            REQUEST_ID.set(request_id)
+            rpc = _Rpc(metrics, method, request_id)
+            error: BaseException | None = None
+            try:
+                response = await behavior(request, context)
+            except BaseException as caught:
+                error = caught
+                raise
+            finally:
+                rpc.finish(_code_of(context, error))
+            if method == _UPLOAD_METHOD and response is not None:
+                metrics.recordings_stored.inc()
+                metrics.recording_bytes_stored.inc(response.recording.size_bytes)
+            return response
+
+        return unary
+
+    def _stream(
+        self, behavior: Callable[..., Any], method: str, request_id: str
+    ) -> Callable[..., Any]:
+        metrics = self.metrics
+        if not inspect.isasyncgenfunction(behavior):
+            # A handler that writes with context.write() and returns None.
+            return self._unary(behavior, method, request_id)
+
+        async def stream(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            REQUEST_ID.set(request_id)
+            rpc = _Rpc(metrics, method, request_id)
+            error: BaseException | None = None
+            try:
+                # aclosing: the servicer's own cleanup runs now, not at garbage collection.
+                async with contextlib.aclosing(behavior(request, context)) as responses:
+                    async for response in responses:
+                        rpc.messages += 1
+                        yield response
+            except BaseException as caught:
+                error = caught
+                raise
+            finally:
+                rpc.finish(_code_of(context, error))
+
+        return stream

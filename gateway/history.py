@@ -1,0 +1,240 @@
+"""Call history for the helpdesk: GET /api/v2/telephony/history and .../history/{call_id}.
+
+The caller's token (Bearer or ?access_token=) goes to core as it came, so core
+decides what it may see: an employee token sees only the calls shown to or
+bound to that employee.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import falcon.asgi
+import grpc
+import grpc.aio
+
+from gateway import convert
+from gateway.auth import caller_authorization
+from gateway.config import Config
+from gateway.core_client import CoreClient
+from gateway.errors import GatewayError, invalid_fields
+from telephony.v1 import call_pb2, call_service_pb2
+
+MAX_PAGE_SIZE = 500
+_ID = re.compile(r"[1-9][0-9]{0,17}")
+_MAX_FILTER_CHARS = 255
+
+
+def _time(message: Any, field: str) -> str | None:
+    if not message.HasField(field):
+        return None
+    return str(getattr(message, field).ToJsonString())
+
+
+def _seconds(message: Any, field: str) -> float | None:
+    if not message.HasField(field):
+        return None
+    value = getattr(message, field).ToTimedelta().total_seconds()
+    return float(value) if value else None
+
+
+def _format(recording: call_pb2.Recording) -> str | None:
+    if recording.format == call_pb2.Recording.FORMAT_UNSPECIFIED:
+        return None
+    return call_pb2.Recording.Format.Name(recording.format).removeprefix("FORMAT_").lower()
+
+
+def recording_json(recording: call_pb2.Recording, public_url: str) -> dict[str, Any]:
+    return {
+        "recording_id": recording.recording_id,
+        "format": _format(recording),
+        "content_type": recording.content_type,
+        "size_bytes": recording.size_bytes,
+        "duration_seconds": _seconds(recording, "duration"),
+        "sha256": recording.sha256 or None,
+        "created_at": _time(recording, "create_time"),
+        "url": convert.absolute_link(public_url, recording.signed_path),
+        "url_expires_at": _time(recording, "expire_time"),
+    }
+
+
+def call_summary(call: call_pb2.Call, public_url: str) -> dict[str, Any]:
+    """A call as listed in the history: the PBX reply's names, plus when and who."""
+    current = call.recording.signed_path if call.HasField("recording") else ""
+    return {
+        "call_id": call.call_id,
+        "ticket_id": call.ticket.ticket_id,
+        "channel_id": call.channel_id,
+        "channel_name": call.channel_name,
+        "pbx_call_id": call.pbx_call_id if call.HasField("pbx_call_id") else None,
+        "direction": convert.NAME_BY_DIRECTION.get(call.direction),
+        "phone": call.phone,
+        "phone_e164": call.phone_e164 or None,
+        "contact_name": call.ticket.contact.name,
+        "call_status": convert.STATUS_BY_STATE.get(call.state),
+        "user_id": call.user_id if call.HasField("user_id") else None,
+        "pbx_user_id": call.pbx_user_id if call.HasField("pbx_user_id") else None,
+        "created_at": _time(call, "create_time"),
+        "answered_at": _time(call, "answer_time"),
+        "ended_at": _time(call, "end_time"),
+        "updated_at": _time(call, "update_time"),
+        "talk_duration_seconds": _seconds(call, "talk_duration"),
+        "audio_record": convert.absolute_link(public_url, current),
+    }
+
+
+def call_details(call: call_pb2.Call, public_url: str) -> dict[str, Any]:
+    """One call with everything kept about it."""
+    ticket = call.ticket
+    return {
+        **call_summary(call, public_url),
+        "status_history": [
+            {"call_status": convert.STATUS_BY_STATE.get(change.state), "at": _time(change, "time")}
+            for change in call.status_history
+        ],
+        "comments": [
+            {"text": c.text, "author": c.author, "created_at": _time(c, "create_time")}
+            for c in ticket.comments
+        ],
+        "recordings": [recording_json(r, public_url) for r in call.recordings],
+        "ticket": {
+            "ticket_id": ticket.ticket_id,
+            "department_id": ticket.department_id or None,
+            "executor_id": (
+                ticket.executor_employee_id if ticket.HasField("executor_employee_id") else None
+            ),
+            "created_at": _time(ticket, "create_time"),
+        },
+        "contact": {
+            "contact_id": ticket.contact.contact_id or None,
+            "name": ticket.contact.name,
+            "phone_e164": ticket.contact.phone_e164 or None,
+        },
+    }
+
+
+def _instant(raw: str) -> datetime:
+    """ISO-8601 date or date-time; one without an offset is UTC."""
+    value = datetime.fromisoformat(raw.strip())
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def list_request(req: falcon.asgi.Request) -> call_service_pb2.ListCallsRequest:
+    """The ListCalls request for the query string; every bad filter is named in one 422."""
+    request = call_service_pb2.ListCallsRequest()
+    fields: dict[str, str] = {}
+
+    phone = (req.get_param("phone") or "").strip()
+    if len(phone) > _MAX_FILTER_CHARS:
+        fields["phone"] = "too long"
+    elif phone:
+        request.phone = phone
+
+    statuses = [
+        part.strip()
+        for value in req.get_param_as_list("status") or []
+        for part in value.split(",")
+        if part.strip()
+    ]
+    unknown = [s for s in statuses if s not in convert.STATE_BY_STATUS]
+    if unknown:
+        fields["status"] = "one of " + ", ".join(convert.STATE_BY_STATUS)
+    else:
+        request.states.extend(dict.fromkeys(convert.STATE_BY_STATUS[s] for s in statuses))
+
+    direction = (req.get_param("direction") or "").strip()
+    if direction and direction not in convert.DIRECTION_BY_NAME:
+        fields["direction"] = "incoming or outgoing"
+    elif direction:
+        request.direction = convert.DIRECTION_BY_NAME[direction]
+
+    for name in ("employee", "channel"):
+        raw = (req.get_param(name) or "").strip()
+        if raw and not _ID.fullmatch(raw):
+            fields[name] = "a positive whole number"
+        elif raw and name == "employee":
+            request.employee_id = int(raw)
+        elif raw:
+            request.channel_id = int(raw)
+
+    bounds: dict[str, datetime] = {}
+    for name, field in (("from", "create_time_from"), ("to", "create_time_to")):
+        raw = (req.get_param(name) or "").strip()
+        if not raw:
+            continue
+        try:
+            bounds[name] = _instant(raw)
+            getattr(request, field).FromDatetime(bounds[name])
+        except (ValueError, OverflowError):
+            fields[name] = "an ISO-8601 date or date-time, e.g. 2026-01-31T09:00:00Z"
+    if "from" in bounds and "to" in bounds and bounds["from"] >= bounds["to"]:
+        fields["to"] = "must be later than from"
+
+    raw_size = (req.get_param("page_size") or "").strip()
+    if raw_size:
+        if not raw_size.isdigit() or not 1 <= int(raw_size) <= MAX_PAGE_SIZE:
+            fields["page_size"] = f"a whole number from 1 to {MAX_PAGE_SIZE}"
+        else:
+            request.page_size = int(raw_size)
+    token = (req.get_param("page_token") or "").strip()
+    if len(token) > 1024:
+        fields["page_token"] = "not a token from a previous page"
+    elif token:
+        request.page_token = token
+
+    if fields:
+        raise invalid_fields(fields)
+    return request
+
+
+class CallHistoryResource:
+    """GET /api/v2/telephony/history: calls, newest first, a page at a time."""
+
+    def __init__(self, config: Config, core: CoreClient) -> None:
+        self._config = config
+        self._core = core
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        req.context.action = "list_calls"
+        authorization = caller_authorization(req)
+        request = list_request(req)
+        try:
+            reply = await self._core.calls.ListCalls(
+                request,
+                metadata=CoreClient.caller_metadata(authorization, req.context.request_id),
+                timeout=self._config.core_timeout,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise self._core.rpc_error(error) from error
+        resp.media = {
+            "data": [call_summary(call, self._config.public_url) for call in reply.calls],
+            "next_page_token": reply.next_page_token or None,
+        }
+
+
+class CallResource:
+    """GET /api/v2/telephony/history/{call_id}: one call with its history, comments and
+    recordings."""
+
+    def __init__(self, config: Config, core: CoreClient) -> None:
+        self._config = config
+        self._core = core
+
+    async def on_get(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, call_id: str
+    ) -> None:
+        req.context.action = "get_call"
+        authorization = caller_authorization(req)
+        if not _ID.fullmatch(call_id):
+            raise GatewayError(404, "not_found", "call not found")
+        try:
+            reply = await self._core.calls.GetCall(
+                call_service_pb2.GetCallRequest(call_id=int(call_id)),
+                metadata=CoreClient.caller_metadata(authorization, req.context.request_id),
+                timeout=self._config.core_timeout,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise self._core.rpc_error(error) from error
+        resp.media = {"data": call_details(reply.call, self._config.public_url)}
