@@ -50,6 +50,11 @@
     list: byId('cards'),
     announcer: byId('announcer'),
     template: byId('card-template'),
+    details: byId('details'),
+    detailsTitle: byId('details-title'),
+    detailsError: byId('details-error'),
+    detailsBody: byId('details-body'),
+    detailsClose: byId('details-close'),
   };
 
   const state = {
@@ -556,6 +561,96 @@
     }
     ui.announcer.textContent = message;
   }
+
+  // ---- call details (the ticket link) ----
+
+  function detail(name) {
+    return ui.details.querySelector(`[data-detail="${name}"]`);
+  }
+
+  function listItems(list, items, render) {
+    list.replaceChildren();
+    if (!items.length) {
+      const empty = document.createElement('li');
+      empty.className = 'is-muted';
+      empty.textContent = 'None';
+      list.append(empty);
+      return;
+    }
+    for (const item of items) {
+      const li = document.createElement('li');
+      render(li, item);
+      list.append(li);
+    }
+  }
+
+  function timeText(value) {
+    const date = new Date(text(value));
+    return Number.isNaN(date.getTime()) ? '' : date.toLocaleString();
+  }
+
+  function renderDetails(call) {
+    ui.detailsTitle.textContent = `${formatPhone(text(call.phone)) || 'Call'} · call ${call.call_id}`;
+    const ticket = call.ticket || {};
+    setText(detail('ticket'), ticket.ticket_id ? `#${ticket.ticket_id}` : '—');
+    setText(detail('phone'), formatPhone(text(call.phone)));
+    setText(detail('contact'), text((call.contact || {}).name) || 'Unknown contact');
+    setText(detail('status'), STATUS_LABELS[call.call_status] || text(call.call_status));
+    const talk = Number(call.talk_duration_seconds);
+    setText(detail('talk'), Number.isFinite(talk) && talk > 0 ? formatDuration(Math.round(talk)) : '—');
+    listItems(detail('history'), call.status_history || [], (li, change) => {
+      li.textContent = `${STATUS_LABELS[change.call_status] || text(change.call_status)} · ${timeText(change.at)}`;
+    });
+    listItems(detail('comments'), call.comments || [], (li, comment) => {
+      li.textContent = `${text(comment.text)} · ${timeText(comment.created_at)}`;
+    });
+    listItems(detail('recordings'), call.recordings || [], (li, recording) => {
+      const label = document.createElement('span');
+      const seconds = Number(recording.duration_seconds);
+      const length = Number.isFinite(seconds) && seconds > 0 ? ` · ${formatDuration(Math.round(seconds))}` : '';
+      label.textContent = `${text(recording.format).toUpperCase()}${length} · ${timeText(recording.created_at)}`;
+      li.append(label);
+      const url = safeHttpUrl(recording.url);
+      if (url !== null) {
+        const audio = document.createElement('audio');
+        audio.controls = true;
+        audio.preload = 'none';
+        audio.src = url;
+        li.append(audio);
+      }
+    });
+  }
+
+  async function openDetails(callId) {
+    ui.detailsError.hidden = true;
+    ui.detailsBody.hidden = true;
+    ui.detailsTitle.textContent = `Call ${callId}`;
+    if (!ui.details.open) ui.details.showModal();
+    try {
+      const response = await fetch(HISTORY_PATH + encodeURIComponent(callId), {
+        headers: { Authorization: `Bearer ${state.token}`, Accept: 'application/json' },
+        cache: 'no-store',
+      });
+      if (!response.ok) throw new Error(`${await errorMessage(response)} (HTTP ${response.status})`);
+      const body = await response.json();
+      renderDetails(body.data || {});
+      ui.detailsBody.hidden = false;
+    } catch (error) {
+      ui.detailsError.textContent = `Could not load the call: ${error.message || error}`;
+      ui.detailsError.hidden = false;
+    }
+  }
+
+  ui.list.addEventListener('click', (event) => {
+    const link = event.target.closest('[data-field="ticket"]');
+    if (!link || !state.token) return;
+    const item = link.closest('[data-call-id]');
+    if (!item) return;
+    event.preventDefault();
+    openDetails(item.getAttribute('data-call-id'));
+  });
+
+  ui.detailsClose.addEventListener('click', () => ui.details.close());
 
   // ---- sign in / out ----
 

@@ -67,6 +67,29 @@ async def test_posted_call_appears_on_the_agent_page_and_goes_when_answered(
         await page.wait_for_timeout(600)  # let the arrival animation finish
         await page.screenshot(path=str(artifacts_dir / "agent-card.png"))
 
+        # The ticket link opens the call's details, fetched with the same token.
+        await post_pbx(
+            client,
+            calls_url,
+            [
+                ("action", "update_call"),
+                ("call_id", str(created["call_id"])),
+                ("call_status", "in-progress"),
+                ("comment", "caller asks for a refund"),
+            ],
+        )
+        await card.get_by_test_id("card-ticket").click()
+        details = page.get_by_test_id("details")
+        await expect(details).to_be_visible()
+        await expect(page.get_by_test_id("details-history")).to_contain_text("Ringing")
+        await expect(page.get_by_test_id("details-history")).to_contain_text("In progress")
+        await expect(page.get_by_test_id("details-comments")).to_contain_text(
+            "caller asks for a refund"
+        )
+        await page.screenshot(path=str(artifacts_dir / "agent-details.png"))
+        await page.get_by_test_id("details-close").click()
+        await expect(details).to_be_hidden()
+
         answered = await post_pbx(
             client,
             calls_url,
