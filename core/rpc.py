@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, NoReturn, TypeVar
@@ -85,6 +86,13 @@ def bearer_token(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
     return None
 
 
+def _test_storage_delay() -> float:
+    """For tests only: VATS_TEST_STORAGE_DELAY_MS makes the storage work of every request
+    that much slower, as a slow database would, to test deadlines end to end."""
+    raw = os.environ.get("VATS_TEST_STORAGE_DELAY_MS", "")
+    return int(raw) / 1000 if raw.isdigit() else 0.0
+
+
 class StorageRunner:
     """Runs blocking storage work off the event loop.
 
@@ -95,12 +103,17 @@ class StorageRunner:
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="storage"
         )
+        self.test_delay = _test_storage_delay()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=False)
+
+
+class _Abandoned(Exception):
+    """The caller's deadline passed while the job waited for a storage thread."""
 
 
 class Handler:
@@ -120,8 +133,16 @@ class Handler:
         work: Callable[[Principal], T],
     ) -> T:
         token = bearer_token(context)
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
 
         def job() -> T:
+            # Under load jobs queue for the storage thread: one whose caller has given up
+            # is skipped, so that it is not applied after its caller was told it failed.
+            if deadline is not None and time.monotonic() >= deadline:
+                raise _Abandoned
+            if self.runner.test_delay:
+                time.sleep(self.runner.test_delay)
             principal = self.desk.authenticate(token)
             principal.require(*roles)
             return work(principal)
@@ -130,6 +151,11 @@ class Handler:
             return await self.runner.run(job)
         except errors.DomainError as error:
             await abort(context, error)
+        except _Abandoned:
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the work began"
+            )
+            raise AssertionError("abort returned") from None  # pragma: no cover
 
     async def principal(
         self, context: grpc.aio.ServicerContext[Any, Any], roles: tuple[Role, ...]

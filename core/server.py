@@ -92,11 +92,13 @@ class Core:
         return path, datetime.fromtimestamp(expires, UTC)
 
     def prepare(self) -> None:
-        """Blocking start-up work: the saved embedded store, indexes and the seed."""
+        """Blocking start-up work: indexes, the saved embedded store and the seed."""
+        # Indexes first: mongomock builds a unique index over existing documents without
+        # its partialFilterExpression, so two calls without a pbx_call_id would collide.
+        self.store.ensure_indexes()
         if self.embedded and self.config.embedded_snapshot:
             loaded = snapshot.load(self.store.db, Path(self.config.embedded_snapshot))
             log.info("loaded %d documents from %s", loaded, self.config.embedded_snapshot)
-        self.store.ensure_indexes()
         if self.config.seed_path:
             seed = json.loads(Path(self.config.seed_path).read_text(encoding="utf-8"))
             self.desk.apply_seed(seed)

@@ -7,12 +7,15 @@ import falcon.asgi
 from gateway.core_client import bearer, is_metadata_safe
 from gateway.errors import GatewayError
 
+# Far above any token core issues, far below what gRPC metadata may carry (16 KiB).
+MAX_AUTHORIZATION = 4096
+
 
 def caller_authorization(req: falcon.asgi.Request) -> str | None:
     """`Authorization` header, else `?access_token=` (EventSource cannot set headers)."""
     header = (req.get_header("Authorization") or "").strip()
     token = (req.get_param("access_token") or "").strip()
     value = header or (bearer(token) if token else "")
-    if value and not is_metadata_safe(value):
+    if value and (len(value) > MAX_AUTHORIZATION or not is_metadata_safe(value)):
         raise GatewayError(401, "unauthenticated", "the token is malformed")
     return value or None

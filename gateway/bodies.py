@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import falcon
 import falcon.asgi
-from falcon.asgi.multipart import BodyPart, MultipartForm
+from falcon.asgi.multipart import BodyPart, MultipartForm, MultipartParseError
 
 from gateway import forms
 from gateway.config import Config
@@ -54,12 +55,14 @@ async def read_call_body(req: falcon.asgi.Request, config: Config, upload: Uploa
     body = await _read_limited(req, config.max_body_bytes)
     try:
         if media_type == JSON:
-            return CallBody(forms.from_json(body, charset))
+            return CallBody(forms.from_json(body, charset, config.max_form_parts))
         return CallBody(forms.from_urlencoded(body, charset))
     except forms.UnparsableBody as err:
         raise bad_request(str(err)) from None
     except forms.UnsupportedCharset as err:
         raise unsupported(str(err)) from None
+    except forms.TooManyFields as err:
+        raise too_large(str(err)) from None
 
 
 async def _read_limited(req: falcon.asgi.Request, limit: int) -> bytes:
@@ -77,15 +80,24 @@ async def _read_limited(req: falcon.asgi.Request, limit: int) -> bytes:
 
 async def _read_multipart(req: falcon.asgi.Request, config: Config, upload: Uploader) -> CallBody:
     form_parts: MultipartForm = await req.get_media()
+    async with contextlib.aclosing(_counted(form_parts, config.max_form_parts)) as parts:
+        return await _read_parts(parts, config, upload)
+
+
+async def _read_parts(parts: AsyncIterator[BodyPart], config: Config, upload: Uploader) -> CallBody:
     form = forms.RawForm()
     recording_id = ""
     budget = config.max_body_bytes
-    async for part in form_parts:
+    async for part in parts:
         try:
             name, file_name = part.name or "", part.filename
             charset = falcon.parse_header(part.content_type)[1].get("charset") or "utf-8"
         except (UnicodeError, ValueError):
             raise bad_request("a form part has unreadable headers") from None
+        try:
+            charset = forms.check_charset(charset)
+        except forms.UnsupportedCharset as err:
+            raise unsupported(str(err)) from None
         parsed = forms.field_name(name)
         if file_name is not None and parsed is not None and parsed[0] == "audio_record":
             if recording_id:
@@ -107,9 +119,27 @@ async def _read_multipart(req: falcon.asgi.Request, config: Config, upload: Uplo
             raise too_large(f"the form is over {config.max_body_bytes} bytes")
         try:
             form.add(name, data.decode(charset))
-        except (UnicodeError, LookupError):
+        except UnicodeError:
             raise bad_request(f"form field {name!r} is not valid {charset} text") from None
     return CallBody(form, recording_id)
+
+
+async def _counted(form_parts: MultipartForm, limit: int) -> AsyncGenerator[BodyPart, None]:
+    """The parts; more than `limit` of them is 413 (Falcon stops at the same count)."""
+    seen = 0
+    try:
+        async for part in form_parts:
+            seen += 1
+            if seen > limit:
+                break
+            yield part
+    except MultipartParseError:
+        if seen < limit:
+            raise
+    else:
+        if seen <= limit:
+            return
+    raise too_large(f"the form has more than {limit} parts")
 
 
 async def _upload(part: BodyPart, file_name: str, limit: int, upload: Uploader) -> str:

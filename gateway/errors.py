@@ -209,7 +209,9 @@ def error_body(error: falcon.HTTPError) -> dict[str, Any]:
 def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
     """Falcon's error serializer: always JSON, whatever the client accepts."""
     resp.content_type = falcon.MEDIA_JSON
-    resp.data = json.dumps(error_body(error), ensure_ascii=False).encode()
+    # backslashreplace: a stray surrogate in a message becomes a JSON \uXXXX escape, not a 500.
+    text = json.dumps(error_body(error), ensure_ascii=False)
+    resp.data = text.encode("utf-8", "backslashreplace")
 
 
 async def handle_unexpected(

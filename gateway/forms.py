@@ -7,7 +7,6 @@ are required and which exclude each other is core's business, not this module's.
 
 from __future__ import annotations
 
-import codecs
 import json
 import math
 import re
@@ -25,7 +24,8 @@ _LOOKALIKES = str.maketrans("асеорху", "aceopxy")  # noqa: RUF001
 _NAME = re.compile(r"([^\[\]]+)(?:\[([^\[\]]*)\])?")
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_MAX_URLENCODED_FIELDS = 1000
+# Array items come as fields of their own in a urlencoded form, hence a roomy limit.
+MAX_URLENCODED_FIELDS = 1000
 # Trimmed around values, and all a value may be made of to count as not given.
 _SPACE = " \t\r\n"
 
@@ -44,6 +44,10 @@ class UnparsableBody(Exception):
 
 class UnsupportedCharset(Exception):
     """The body declares a charset this gateway does not know (HTTP 415)."""
+
+
+class TooManyFields(Exception):
+    """The body has more fields than allowed (HTTP 413)."""
 
 
 def fold(text: str) -> str:
@@ -182,6 +186,9 @@ class _Fields:
         result = _as_text(value, strip=strip)
         if result is None:
             self.errors[name] = "must be a string or a number"
+        elif not _is_clean(result):
+            self.errors[name] = _NOT_CLEAN
+            return None
         return result
 
     def integer(self, name: str) -> int | None:
@@ -198,6 +205,9 @@ class _Fields:
         if any(r is None for r in results):
             self.errors[name] = "must be a list of strings or numbers"
             return ()
+        if not all(_is_clean(r) for r in results if r is not None):
+            self.errors[name] = _NOT_CLEAN
+            return ()
         return tuple(r for r in results if r is not None)
 
     def integers(self, name: str) -> tuple[int, ...]:
@@ -206,6 +216,20 @@ class _Fields:
             self.errors[name] = "must be a list of integers"
             return ()
         return tuple(r for r in results if r is not None)
+
+
+_NOT_CLEAN = "must be text without NUL characters or unpaired surrogates"
+
+
+def _is_clean(text: str) -> bool:
+    """No NUL (junk everywhere downstream) and nothing that cannot be sent as UTF-8."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _as_text(value: object, *, strip: bool) -> str | None:
@@ -235,25 +259,28 @@ def _as_integer(value: object) -> int | None:
     return number if _INT64_MIN <= number <= _INT64_MAX else None
 
 
-def _check_charset(charset: str | None) -> str:
+def check_charset(charset: str | None) -> str:
     name = charset or "utf-8"
     try:
-        codecs.lookup(name)
-    except LookupError:
+        # A round trip also refuses codecs that are not text encodings (base64, zlib...).
+        "a".encode(name).decode(name)
+    except (LookupError, ValueError, UnicodeError):
         raise UnsupportedCharset(f"unknown charset {name!r}") from None
     return name
 
 
 def from_urlencoded(body: bytes, charset: str | None = None) -> RawForm:
     """A RawForm from an application/x-www-form-urlencoded body."""
-    encoding = _check_charset(charset)
+    encoding = check_charset(charset)
+    if body.count(b"&") >= MAX_URLENCODED_FIELDS:
+        raise TooManyFields(f"the form has more than {MAX_URLENCODED_FIELDS} fields")
     try:
         pairs = parse_qsl(
             body.decode(encoding),
             keep_blank_values=True,
             encoding=encoding,
             errors="strict",
-            max_num_fields=_MAX_URLENCODED_FIELDS,
+            max_num_fields=MAX_URLENCODED_FIELDS,
         )
     except (UnicodeError, ValueError) as err:
         raise UnparsableBody(f"not a valid {encoding} form: {err}") from None
@@ -267,15 +294,17 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
-def from_json(body: bytes, charset: str | None = None) -> RawForm:
+def from_json(body: bytes, charset: str | None = None, max_fields: int | None = None) -> RawForm:
     """A RawForm from a JSON object body; arrays stay arrays."""
-    encoding = _check_charset(charset)
+    encoding = check_charset(charset)
     try:
         data = json.loads(body.decode(encoding), parse_constant=_reject_constant)
     except (UnicodeError, ValueError, RecursionError) as err:
         raise UnparsableBody(f"not valid JSON: {err}") from None
     if not isinstance(data, dict):
         raise UnparsableBody("the JSON body must be an object")
+    if max_fields is not None and len(data) > max_fields:
+        raise TooManyFields(f"the JSON object has more than {max_fields} members")
     form = RawForm()
     for name, value in data.items():
         form.add(name, value)

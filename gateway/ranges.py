@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+# Positions past any recording (and past int64, which core's messages carry) are
+# read as this: a range starting there is unsatisfiable, one ending there runs to the end.
+_FAR = 2**62
 _RANGE = re.compile(r"bytes[ \t]*=[ \t]*([0-9]*)[ \t]*-[ \t]*([0-9]*)", re.IGNORECASE)
 
 
@@ -28,7 +31,7 @@ class RangeRequest:
     def length(self) -> int:
         """How much to read from offset, zero meaning to the end."""
         if self.first is not None and self.last is not None:
-            return self.last - self.first + 1
+            return min(self.last - self.first + 1, _FAR)
         return 0
 
     def resolve(self, size: int) -> tuple[int, int]:
@@ -55,16 +58,19 @@ def parse_range(header: str | None) -> RangeRequest | None:
     match = _RANGE.fullmatch(header.strip())
     if match is None:
         return None
-    first, last = match.group(1), match.group(2)
-    if not first and not last:
+    first, last = _position(match.group(1)), _position(match.group(2))
+    if first is None and last is None:
         return None
-    if not first:
-        return RangeRequest(None, int(last))
-    if not last:
-        return RangeRequest(int(first), None)
-    if int(first) > int(last):
+    if first is not None and last is not None and first > last:
         return None
-    return RangeRequest(int(first), int(last))
+    return RangeRequest(first, last)
+
+
+def _position(digits: str) -> int | None:
+    if not digits:
+        return None
+    # Checked by length first: int() of thousands of digits is refused (and slow).
+    return _FAR if len(digits.lstrip("0")) > 18 else min(int(digits), _FAR)
 
 
 def content_range(start: int, end: int, size: int) -> str:

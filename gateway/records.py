@@ -19,6 +19,9 @@ from telephony.v1 import call_pb2, call_service_pb2
 log = logging.getLogger("gateway")
 
 _EXPIRES = re.compile(r"[0-9]{1,18}")
+# Recording ids are short tokens; anything else names no recording (and would only
+# make core echo it back in an oversized error).
+_RECORDING_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 class _OutOfRange(Exception):
@@ -51,6 +54,8 @@ class RecordsResource:
     ) -> None:
         request_id: str = req.context.request_id
         authorization = caller_authorization(req)
+        if not _RECORDING_ID.fullmatch(recording_id):
+            raise GatewayError(404, "not_found", "no such recording")
         request = call_service_pb2.DownloadRecordRequest(recording_id=recording_id)
         expires, signature = req.get_param("expires"), req.get_param("signature")
         if expires or signature:

@@ -50,7 +50,8 @@ def grpc_events(stack: LiveStack, token: str, after_seq: int, count: int) -> lis
     with grpc.insecure_channel(stack.grpc_target) as channel:
         stream = call_service_pb2_grpc.CallServiceStub(channel).WatchCallCards(
             call_service_pb2.WatchCallCardsRequest(after_seq=after_seq),
-            metadata=bearer(token), timeout=10,
+            metadata=bearer(token),
+            timeout=10,
         )
         events = []
         for event in stream:
@@ -87,14 +88,16 @@ def test_streams_resume_across_a_core_restart_without_losing_events(stack: LiveS
     # Changes made before the clients come back.
     second = post(stack, {"action": "create_call", **audience}).json()["data"]
     assert second["call_id"] > first["call_id"]
-    update = post(stack, {"action": "update_call", "call_id": first["call_id"],
-                          "call_status": "in-progress"})
+    update = post(
+        stack, {"action": "update_call", "call_id": first["call_id"], "call_status": "in-progress"}
+    )
     assert update.status_code == 200
 
     resumed = sse(stack, "demo-anna", last_event_id=shown.id)
     missed = resumed.take(2)
     assert [(e.event, e.json["call_id"]) for e in missed] == [
-        ("show", second["call_id"]), ("update", first["call_id"]),
+        ("show", second["call_id"]),
+        ("update", first["call_id"]),
     ]
     assert resumed.nothing_more()
     resumed.close()

@@ -16,17 +16,32 @@ def pair() -> tuple[Any, Any]:
     plain = mongomock.MongoClient(tz_aware=True)["t"]["c"]
     for collection in (fast, plain):
         collection.insert_many(
-            [{"_id": 1, "v": "int"}, {"_id": "1", "v": "str"}, {"_id": 2.0, "v": "float"},
-             {"_id": {"a": 1}, "v": "doc"}]
+            [
+                {"_id": 1, "v": "int"},
+                {"_id": "1", "v": "str"},
+                {"_id": 2.0, "v": "float"},
+                {"_id": {"a": 1}, "v": "doc"},
+            ]
         )
     return fast, plain
 
 
 @pytest.mark.parametrize(
     "query",
-    [{"_id": 1}, {"_id": "1"}, {"_id": 2}, {"_id": 3}, {"_id": "nope"}, {"_id": True},
-     {"_id": {"a": 1}}, {"_id": {"$in": [1, "1"]}}, {"v": "str"}, {"_id": 1, "v": "int"},
-     {"_id": 1, "v": "str"}, {}],
+    [
+        {"_id": 1},
+        {"_id": "1"},
+        {"_id": 2},
+        {"_id": 3},
+        {"_id": "nope"},
+        {"_id": True},
+        {"_id": {"a": 1}},
+        {"_id": {"$in": [1, "1"]}},
+        {"v": "str"},
+        {"_id": 1, "v": "int"},
+        {"_id": 1, "v": "str"},
+        {},
+    ],
 )
 def test_lookup_matches_the_scan(pair: tuple[Any, Any], query: dict[str, Any]) -> None:
     fast, plain = pair
