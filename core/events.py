@@ -57,11 +57,14 @@ _LAGGING = object()
 class Subscription:
     """A subscriber's bounded queue of live events."""
 
-    def __init__(self, hub: EventHub, size: int) -> None:
+    def __init__(self, hub: EventHub, size: int, token_id: str | None = None) -> None:
         self._hub = hub
         self._queue: asyncio.Queue[PublishedEvent | object] = asyncio.Queue(maxsize=size)
+        self.token_id = token_id
         self.lagging = False
         self.closed = False
+        # Closed because the token that opened it was revoked.
+        self.revoked = False
 
     def offer(self, item: PublishedEvent | object) -> None:
         if self.lagging or self.closed:
@@ -115,6 +118,16 @@ class EventHub:
         else:
             self._loop.call_soon_threadsafe(self._dispatch, event)
 
+    def revoke(self, token_id: str) -> None:
+        """End at once every stream opened with a token that was just revoked."""
+        self._loop.call_soon_threadsafe(self._revoke, token_id)
+
+    def _revoke(self, token_id: str) -> None:
+        for subscription in list(self._subscriptions):
+            if subscription.token_id == token_id:
+                subscription.revoked = True
+                subscription.close()
+
     def reset_all(self) -> None:
         """Every subscriber starts over (the event source lost its place)."""
         self._loop.call_soon_threadsafe(self._dispatch_reset)
@@ -128,8 +141,8 @@ class EventHub:
         for subscription in self._subscriptions:
             subscription.offer(_LAGGING)
 
-    def subscribe(self) -> Subscription:
-        subscription = Subscription(self, self._queue_size)
+    def subscribe(self, token_id: str | None = None) -> Subscription:
+        subscription = Subscription(self, self._queue_size, token_id)
         if self._closed:
             # The server is stopping: the stream ends at once.
             subscription.close()

@@ -344,7 +344,7 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
             await abort(context, errors.InvalidRequest.of({"after_seq": "must not be negative"}))
         # Subscribe first, then tell the client at once that the stream is
         # accepted: every change after that moment reaches it.
-        subscription = self.streams.hub.subscribe()
+        subscription = self.streams.hub.subscribe(principal.token_id)
         try:
             await context.send_initial_metadata(())
         except BaseException:
@@ -357,16 +357,18 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
             if update.view is not None:
                 event.card.CopyFrom(convert.card_message(update.view, self.h.links))
             yield event
+        if subscription.revoked:
+            await abort(context, errors.Unauthenticated("the token was revoked"))
 
     async def WatchCalls(
         self,
         request: call_service_pb2.WatchCallsRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[call_service_pb2.CallEvent]:
-        await self.h.principal(context, (Role.SERVICE,))
+        principal = await self.h.principal(context, (Role.SERVICE,))
         if request.after_seq < 0:
             await abort(context, errors.InvalidRequest.of({"after_seq": "must not be negative"}))
-        subscription = self.streams.hub.subscribe()
+        subscription = self.streams.hub.subscribe(principal.token_id)
         try:
             await context.send_initial_metadata(())
         except BaseException:
@@ -379,6 +381,8 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
             if update.view is not None:
                 event.call.CopyFrom(convert.call_message(update.view, self.h.links))
             yield event
+        if subscription.revoked:
+            await abort(context, errors.Unauthenticated("the token was revoked"))
 
     async def UploadRecord(
         self,

@@ -106,6 +106,7 @@ class Core:
     async def start(self) -> int:
         await self.runner.run(self.prepare)
         self.hub = EventHub(asyncio.get_running_loop())
+        self.desk.on_token_revoked = self.hub.revoke
         if self.embedded or self.config.event_source == "inprocess":
             # Every change passes through this core: the call gauges follow its events.
             live = LiveCalls()

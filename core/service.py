@@ -151,6 +151,8 @@ class TelephonyDesk:
         self.events = events
         self.recordings = recordings
         self.clock = clock
+        # Ends the open streams of a revoked token (set by the server's wiring).
+        self.on_token_revoked: Callable[[str], None] | None = None
         # Keeps seq allocation, insert and live publication in one order per process.
         self._publish_lock = threading.Lock()
 
@@ -355,6 +357,8 @@ class TelephonyDesk:
         )
         if result.matched_count == 0:
             raise NotFound(f"token {token_id} not found")
+        if self.on_token_revoked is not None:
+            self.on_token_revoked(token_id)
 
     def list_tokens(self) -> list[Document]:
         return [dict(d) for d in self.store.tokens.find({"revoked_at": None}).sort("created_at")]

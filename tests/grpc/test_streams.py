@@ -289,3 +289,34 @@ async def test_server_stop_ends_streams_cleanly(calls, core: Core) -> None:
         end = await stream.read()
     assert end is grpc.aio.EOF
     assert await stream.code() == grpc.StatusCode.OK
+
+
+async def test_revoking_a_token_ends_its_open_streams(calls, channel) -> None:
+    from telephony.v1 import directory_service_pb2 as dr
+    from telephony.v1 import directory_service_pb2_grpc
+
+    directory = directory_service_pb2_grpc.DirectoryServiceStub(channel)
+    issued = await directory.IssueToken(
+        dr.IssueTokenRequest(role=dr.ROLE_EMPLOYEE, employee_id=1), metadata=bearer("demo-admin")
+    )
+    stream = calls.WatchCallCards(
+        call_service_pb2.WatchCallCardsRequest(), metadata=bearer(issued.secret)
+    )
+    await stream.initial_metadata()
+    other = calls.WatchCallCards(
+        call_service_pb2.WatchCallCardsRequest(), metadata=bearer("demo-anna")
+    )
+    await other.initial_metadata()
+    await directory.RevokeToken(
+        dr.RevokeTokenRequest(token_id=issued.token.token_id), metadata=bearer("demo-admin")
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async with asyncio.timeout(5):
+            await stream.read()
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    # Streams of other tokens go on.
+    call = await create(calls, user_ids=[1])
+    async with asyncio.timeout(5):
+        event = await other.read()
+    assert event.card.call_id == call.call_id
+    other.cancel()

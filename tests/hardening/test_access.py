@@ -256,9 +256,12 @@ def test_revoked_tokens_stop_at_once(live: Live) -> None:
     bearer = {"Authorization": f"Bearer {issued.secret}"}
     assert live.http.get(records, headers=bearer).status_code == 200
     stream = SSEReader(live.stream_url, bearer)
-    stream.close()
     assert stream.status == 200
     live.core.revoke_token(issued.token.token_id)
+    # The stream that was open with it ends at once too.
+    stream._thread.join(timeout=5)
+    assert not stream._thread.is_alive(), "a revoked token's card stream stayed open"
+    stream.close()
     response = live.http.get(records, headers=bearer)
     assert response.status_code == 401 and error_of(response)["code"] == "unauthenticated"
     refused = SSEReader(f"{live.stream_url}?access_token={issued.secret}")
