@@ -24,7 +24,7 @@ from core.metrics import CoreMetrics, LiveCalls, MetricsServer, RpcInterceptor
 from core.recordings import BlobStore, FileBlobStore, GridFSBlobStore, LinkSigner
 from core.recordings.library import RecordingLibrary
 from core.service import TelephonyDesk
-from core.storage import Store, connect
+from core.storage import Store, connect, utc_now
 from telephony.v1 import (
     call_service_pb2,
     call_service_pb2_grpc,
@@ -52,7 +52,7 @@ class Core:
     def __init__(self, config: CoreConfig) -> None:
         self.config = config
         db, self.embedded = connect(config.mongodb_uri, config.mongodb_db)
-        self.store = Store(db)
+        self.store = Store(db, embedded=self.embedded)
         self.runner = rpc.StorageRunner(1 if self.embedded else config.storage_workers)
         self.desk = TelephonyDesk(
             self.store, region=config.default_region, public_url=config.public_url
@@ -225,6 +225,8 @@ class Core:
             await asyncio.sleep(self.config.sweep_interval_seconds)
             try:
                 count = await self.runner.run(self.library.sweep_unattached)
+                if self.embedded:
+                    await self.runner.run(self.store.remove_expired, utc_now())
                 if count:
                     log.info("removed %d recordings no call took", count)
             except Exception:

@@ -44,8 +44,11 @@ def utc_now() -> datetime:
 class Store:
     """Collections and the queries on them."""
 
-    def __init__(self, db: Database[Document]) -> None:
+    def __init__(self, db: Database[Document], embedded: bool = False) -> None:
         self.db = db
+        # mongomock emulates TTL indexes with a scan on every access; there,
+        # remove_expired does their work instead.
+        self.embedded = embedded
         self.counters: Collection[Document] = db["counters"]
         self.channels: Collection[Document] = db["channels"]
         self.departments: Collection[Document] = db["departments"]
@@ -93,13 +96,24 @@ class Store:
         self.calls.create_index(
             [("status", ASCENDING), ("expired", ASCENDING), ("updated_at", ASCENDING)]
         )
-        self.idempotency.create_index(
-            "created_at", expireAfterSeconds=int(IDEMPOTENCY_TTL.total_seconds())
-        )
-        self.events.create_index("at", expireAfterSeconds=int(EVENT_TTL.total_seconds()))
+        if self.embedded:
+            self.idempotency.create_index("created_at")
+            self.events.create_index("at")
+        else:
+            self.idempotency.create_index(
+                "created_at", expireAfterSeconds=int(IDEMPOTENCY_TTL.total_seconds())
+            )
+            self.events.create_index("at", expireAfterSeconds=int(EVENT_TTL.total_seconds()))
         self.events.create_index([("card_viewers", ASCENDING), ("_id", ASCENDING)])
         self.recordings.create_index([("call_id", ASCENDING), ("created_at", ASCENDING)])
         self.recordings.create_index([("attached", ASCENDING), ("created_at", ASCENDING)])
+
+    def remove_expired(self, now: datetime) -> int:
+        """What TTL indexes do on MongoDB: drop idempotency records and events
+        past their retention. Only needed on the embedded store."""
+        removed = self.idempotency.delete_many({"created_at": {"$lt": now - IDEMPOTENCY_TTL}})
+        events = self.events.delete_many({"at": {"$lt": now - EVENT_TTL}})
+        return int(removed.deleted_count) + int(events.deleted_count)
 
     # --- counters ------------------------------------------------------------
 

@@ -161,14 +161,15 @@ def test_one_channel_over_its_limit_leaves_others_alone(limited: LiveStack) -> N
     other = core.create_channel("other channel")
     core.close()
     other_url = f"{limited.http_url}/api/v2/telephony/calls/{other.key}"
+    at_url = f"{limited.http_url}/api/v2/telephony/calls/@{limited.channel_key}"
     with httpx.Client(timeout=10) as client:
         for _ in range(15):
-            client.post(limited.calls_url, json=call_body())
+            if client.post(limited.calls_url, json=call_body()).status_code == 429:
+                break
+        # Right away (the bucket refills slowly): `@key` is the same key, with the same bucket.
+        assert client.post(at_url, json=call_body()).status_code == 429
         assert client.post(limited.calls_url, json=call_body()).status_code == 429
         assert client.post(other_url, json=call_body()).status_code == 200
-        # `@key` is the same key, with the same bucket.
-        at_url = f"{limited.http_url}/api/v2/telephony/calls/@{limited.channel_key}"
-        assert client.post(at_url, json=call_body()).status_code == 429
 
 
 @pytest.mark.e2e
@@ -188,7 +189,8 @@ def test_refused_before_the_body_is_read(limited: LiveStack) -> None:
         reply = sock.recv(65536)
     assert reply.startswith(b"HTTP/1.1 429"), reply[:200]
     assert b"retry-after: " in reply.lower()
-    assert time.monotonic() - started_at < 2
+    # Generous bound: far less than sending 100 MB would take.
+    assert time.monotonic() - started_at < 5
 
 
 @pytest.mark.e2e
