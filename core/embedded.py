@@ -6,7 +6,9 @@ costs more the more calls are stored. Two shortcuts keep the common paths
 flat, with the same results:
 
 - a filter with `"_id": <int or str>` is answered from mongomock's own dict
-  keyed by `_id`, the rest of the filter tested on that one document;
+  keyed by `_id`, the rest of the filter tested on that one document, and
+  `{"_id": {"$in": [ints or strs]}}` from the same dict (in the list's
+  order: without a sort no order is promised, on MongoDB neither);
 - each unique index keeps a map from key values to the ids that had them at
   their last write (every insert and update passes through mongomock's
   uniqueness check, which maintains it). Candidates are re-checked against
@@ -157,6 +159,11 @@ def _iter_documents(self: Any, filter: Any) -> Iterator[dict[str, Any]]:
             if rest and not filter_applies(rest, document):
                 return iter(())
             return iter((document,))
+        if type(key) is dict and len(filter) == 1 and set(key) == {"$in"}:
+            ids = key["$in"]
+            if isinstance(ids, list) and all(type(i) in (int, str) for i in ids):
+                store = self._store
+                return iter([store[i] for i in dict.fromkeys(ids) if i in store])
         if key is _MISSING:
             found = _by_unique_key(self, filter)
             if found is not None:

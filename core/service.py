@@ -61,7 +61,8 @@ class CallView:
         return self.recordings[-1] if self.recordings else None
 
     def to_doc(self) -> Document:
-        return dataclasses.asdict(self)
+        # Shallow: whoever stores it copies it (mongomock) or encodes it (pymongo).
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> CallView:

@@ -1,0 +1,137 @@
+"""1. create_call then update_call (multipart, wrk at 32 connections) through the real gateway
+and core, beside (a) a bare Falcon app that parses the same form and (b) that app relaying
+to a bare grpc.aio echo server. Goal: full path >= 0.5 x (b), for both actions."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.context import Context, Section, Verdict, ceiling_servers, fmt, ratio
+from bench.procs import CHANNEL_KEY, running_stack
+from bench.profile import Recorder
+from bench.wrk import run_wrk
+
+GOAL = 0.5
+CALLS_PATH = f"/api/v2/telephony/calls/{CHANNEL_KEY}"
+
+
+def measure(ctx: Context, base_url: str, name: str, folder: Path) -> dict[str, dict[str, Any]]:
+    """A warm-up, then a create window and an update window over the calls it created."""
+    assert ctx.wrk is not None
+    s = ctx.settings
+    url = base_url + CALLS_PATH
+    counts = folder / f"{name}.counts"
+    prefix = f"{name}{time.time_ns()}"
+    common: dict[str, Any] = {"counts_file": counts, "connections": s.connections}
+    run_wrk(ctx.wrk, url, mode="create", prefix=prefix + "w", duration=s.warmup_seconds, **common)
+    create = run_wrk(ctx.wrk, url, mode="create", prefix=prefix, duration=s.http_seconds, **common)
+    update = run_wrk(ctx.wrk, url, mode="update", prefix=prefix, duration=s.http_seconds, **common)
+    return {"create": create, "update": update}
+
+
+def profile(ctx: Context, base_url: str, pids: dict[str, int], folder: Path) -> list[Any]:
+    """Another create and update window with py-spy on gateway and core."""
+    assert ctx.wrk is not None
+    seconds = ctx.settings.profile_seconds
+    recorders = [Recorder(name, pid, 2 * seconds + 1, folder) for name, pid in pids.items()]
+    time.sleep(0.5)
+    url = base_url + CALLS_PATH
+    counts = folder / "profile.counts"
+    prefix = f"prof{time.time_ns()}"
+    for mode in ("create", "update"):
+        run_wrk(
+            ctx.wrk,
+            url,
+            mode=mode,
+            prefix=prefix,
+            counts_file=counts,
+            connections=ctx.settings.connections,
+            duration=seconds,
+        )
+    return [p for p in (r.finish() for r in recorders) if p is not None]
+
+
+def run(ctx: Context) -> Section:
+    section = Section("pbx", "1. PBX endpoint over HTTP: create_call, then update_call to answered")
+    if ctx.wrk is None:
+        section.error = "wrk is not installed (apt-get install -y wrk): scenario skipped"
+        return section
+    folder = ctx.folder("pbx")
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    with running_stack(folder / "stack") as stack:
+        results["full"] = measure(ctx, stack.http_url, "full", folder)
+        if ctx.settings.profile:
+            assert stack.gateway is not None and stack.core is not None
+            pids = {"core (full path)": stack.core.pid, "gateway (full path)": stack.gateway.pid}
+            section.profiles = profile(ctx, stack.http_url, pids, folder)
+    with ceiling_servers(folder) as ceilings:
+        results["bare"] = measure(ctx, ceilings.bare_url, "bare", folder)
+        results["relay"] = measure(ctx, ceilings.relay_url, "relay", folder)
+        # The real gateway in front of the echo server: the gateway's own share.
+        with running_stack(folder / "gateway-echo", core_target=ceilings.echo_target) as alone:
+            results["gateway"] = measure(ctx, alone.http_url, "gateway", folder)
+            if ctx.settings.profile:
+                assert alone.gateway is not None
+                pids = {"gateway (in front of the echo server)": alone.gateway.pid}
+                section.profiles += profile(ctx, alone.http_url, pids, folder)
+
+    section.headers = ["action", "setup", "req/s", "p50 ms", "p99 ms", "errors", "vs (b)"]
+    labels = {
+        "full": "full path (gateway + core)",
+        "bare": "(a) bare Falcon, parse form",
+        "relay": "(b) bare Falcon -> grpc.aio echo",
+        "gateway": "(c) real gateway -> grpc.aio echo",
+    }
+    for action in ("create", "update"):
+        ceiling = results["relay"][action]["rps"]
+        for name, label in labels.items():
+            r = results[name][action]
+            section.rows.append(
+                [
+                    f"{action}_call",
+                    label,
+                    fmt(r["rps"]),
+                    fmt(r["p50_ms"]),
+                    fmt(r["p99_ms"]),
+                    str(r["errors"]),
+                    fmt(ratio(r["rps"], ceiling), 2),
+                ]
+            )
+        value = ratio(results["full"][action]["rps"], ceiling)
+        section.verdicts.append(
+            Verdict(
+                f"{action}_call req/s, full path / (b)", fmt(value, 2), f">= {GOAL}", value >= GOAL
+            )
+        )
+        errors = results["full"][action]["errors"]
+        if action == "update" and 0 < errors <= ctx.settings.connections:
+            section.notes.append(
+                f"The full path's {errors} update_call error(s) are 404s for calls whose "
+                "create_call was cut off when wrk ended the create window (its last requests "
+                "per connection are left out of the update window, a slow one can be older)."
+            )
+        repeated = results["full"][action].get("repeated", 0)
+        if action == "update" and repeated:
+            section.notes.append(
+                f"The full path's update window outran its create window: {repeated} updates "
+                "went round again (answered -> answered, allowed and applied in full)."
+            )
+    s = ctx.settings
+    gateway_share = ratio(results["gateway"]["create"]["rps"], results["relay"]["create"]["rps"])
+    section.verdicts.append(
+        Verdict(
+            "create_call req/s, (c) real gateway / (b)", fmt(gateway_share, 2), "(reported)", None
+        )
+    )
+    section.notes.append(
+        "(c) runs the real gateway against the echo server instead of core: it shows what the "
+        "gateway alone costs next to (b); the rest of the gap is core's."
+    )
+    section.notes.append(
+        f"wrk -t1 -c{s.connections} -d{s.http_seconds:g}s with bench/lua/pbx.lua, after a "
+        f"{s.warmup_seconds:g} s warm-up; every create_call has a new pbx_call_id, every "
+        "update_call moves one of those calls to answered by pbx_call_id."
+    )
+    return section
