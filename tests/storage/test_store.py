@@ -120,6 +120,14 @@ def test_counters_are_unique_under_concurrency(mongodb_store: Store) -> None:
     assert sorted(ids) == list(range(1, 201))
 
 
+def test_seed_contacts_name_the_callers(desk: TelephonyDesk, store: Store) -> None:
+    view, _ = desk.create_call(DEMO, incoming())
+    assert view.contact["name"] == "Ivan Smirnov (OOO Romashka)"
+    # Applying the seed again makes no second contact.
+    desk.apply_seed(json.loads(DEMO_SEED.read_text()))
+    assert store.contacts.count_documents({"phone_e164": "+74951234567"}) == 1
+
+
 def test_counters_increase(store: Store) -> None:
     ids = [store.next_id("ticket") for _ in range(50)]
     assert ids == list(range(1, 51))
