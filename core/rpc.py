@@ -442,10 +442,7 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
                 principal.require(Role.SERVICE, Role.EMPLOYEE)
                 # An employee downloads only recordings of calls they can see.
                 self.h.desk.get_call(principal, int(doc["call_id"]))
-            if request.offset < 0 or request.length < 0:
-                raise errors.InvalidRequest.of({"range": "offset and length must not be negative"})
-            if request.offset and request.offset >= int(doc["size"]):
-                raise errors.RangeNotSatisfiable(f"the recording has {doc['size']} bytes")
+            self.library.check_range(doc, request.offset, request.length)
             return doc
 
         doc = await self.h.call(context, (Role.SERVICE, Role.EMPLOYEE), authorize)
@@ -453,9 +450,7 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
             recording=convert.recording_message(doc, self.h.links)
         )
         reader = await self.blobs.run(
-            lambda: self.library.blobs.open_reader(
-                request.recording_id, request.offset, request.length
-            )
+            self.library.open_reader, request.recording_id, request.offset, request.length
         )
         try:
             while True:

@@ -10,14 +10,13 @@ All methods block: core runs them on worker threads.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.collection import Collection
 
 from core.errors import InvalidRequest, NotFound, RangeNotSatisfiable
-from core.recordings.blobs import BlobStore, BlobWriter, InvalidRange
+from core.recordings.blobs import BlobReader, BlobStore, BlobWriter, InvalidRange
 from core.recordings.formats import RecordingInspector
 from core.storage import Document, utc_now
 
@@ -120,14 +119,17 @@ class RecordingLibrary:
             raise NotFound(f"recording {recording_id} not found")
         return dict(doc)
 
-    def read(self, recording_id: str, offset: int, length: int) -> Iterator[bytes]:
-        doc = self.get(recording_id)
+    def check_range(self, doc: Document, offset: int, length: int) -> None:
+        """Refuse a byte range that the stored recording `doc` cannot serve."""
         if offset < 0 or length < 0:
             raise InvalidRequest.of({"range": "offset and length must not be negative"})
         if offset and offset >= int(doc["size"]):
             raise RangeNotSatisfiable(f"the recording has {doc['size']} bytes")
+
+    def open_reader(self, recording_id: str, offset: int, length: int) -> BlobReader:
+        """The recording's bytes in a range (check_range ran on its document)."""
         try:
-            return iter(self.blobs.open_reader(recording_id, offset, length))
+            return self.blobs.open_reader(recording_id, offset, length)
         except InvalidRange as error:
             raise RangeNotSatisfiable(error.message) from error
 
