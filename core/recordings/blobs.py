@@ -194,7 +194,7 @@ class FileBlobStore:
         except BaseException:
             file.close()
             raise
-        return _FileReader(file, end - start)
+        return _RangeReader(file, end - start)
 
     def size(self, recording_id: str) -> int:
         try:
@@ -260,9 +260,12 @@ class _FileWriter(_WriterBase):
         self._temporary.unlink(missing_ok=True)
 
 
-class _FileReader:
-    def __init__(self, file: BinaryIO, remaining: int) -> None:
-        self._file = file
+class _RangeReader:
+    """Chunks of at most READ_CHUNK_BYTES from an open file or GridFS stream, for `remaining`
+    bytes from where it stands; closes the source at the end."""
+
+    def __init__(self, source: BinaryIO | gridfs.GridOut, remaining: int) -> None:
+        self._source = source
         self._remaining = remaining
 
     def __iter__(self) -> Iterator[bytes]:
@@ -272,7 +275,7 @@ class _FileReader:
         if self._remaining <= 0:
             self.close()
             raise StopIteration
-        chunk = self._file.read(min(READ_CHUNK_BYTES, self._remaining))
+        chunk = self._source.read(min(READ_CHUNK_BYTES, self._remaining))
         if not chunk:
             self.close()
             raise StopIteration
@@ -281,7 +284,7 @@ class _FileReader:
 
     def close(self) -> None:
         self._remaining = 0
-        self._file.close()
+        self._source.close()
 
 
 # --- GridFS --------------------------------------------------------------------------------------
@@ -326,7 +329,7 @@ class GridFSBlobStore:
         except BaseException:
             stream.close()
             raise
-        return _GridFSReader(stream, end - start)
+        return _RangeReader(stream, end - start)
 
     def size(self, recording_id: str) -> int:
         document = self._files.find_one({"_id": recording_id}, {"length": 1})
@@ -376,27 +379,3 @@ class _GridFSWriter(_WriterBase):
             return
         self._done = True
         self._stream.abort()
-
-
-class _GridFSReader:
-    def __init__(self, stream: gridfs.GridOut, remaining: int) -> None:
-        self._stream = stream
-        self._remaining = remaining
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        if self._remaining <= 0:
-            self.close()
-            raise StopIteration
-        chunk = self._stream.read(min(READ_CHUNK_BYTES, self._remaining))
-        if not chunk:
-            self.close()
-            raise StopIteration
-        self._remaining -= len(chunk)
-        return chunk
-
-    def close(self) -> None:
-        self._remaining = 0
-        self._stream.close()
