@@ -97,28 +97,25 @@ class CoreClient:
     async def create_call(
         self, request: call_service_pb2.CreateCallRequest, request_id: str
     ) -> call_pb2.Call:
-        try:
-            response = await self.calls.CreateCall(
-                request,
-                metadata=self.service_metadata(request_id),
-                timeout=self._config.core_timeout,
-            )
-        except grpc.aio.AioRpcError as error:
-            raise self._error(error, service_auth=True) from error
+        response = await self._as_service(self.calls.CreateCall, request, request_id)
         return response.call
 
     async def update_call(
         self, request: call_service_pb2.UpdateCallRequest, request_id: str
     ) -> call_pb2.Call:
+        response = await self._as_service(self.calls.UpdateCall, request, request_id)
+        return response.call
+
+    async def _as_service(self, method: Any, request: Any, request_id: str) -> Any:
+        """A unary call with the gateway's own token and the unary deadline."""
         try:
-            response = await self.calls.UpdateCall(
+            return await method(
                 request,
                 metadata=self.service_metadata(request_id),
                 timeout=self._config.core_timeout,
             )
         except grpc.aio.AioRpcError as error:
             raise self._error(error, service_auth=True) from error
-        return response.call
 
     async def upload_record(
         self, channel_key: str, file_name: str, chunks: AsyncIterator[bytes], request_id: str
