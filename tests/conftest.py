@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -10,7 +12,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import grpc
 import httpx
@@ -38,9 +40,10 @@ def seed() -> dict[str, object]:
     return json.loads(DEMO_SEED.read_text(encoding="utf-8"))
 
 
-@pytest.fixture
-async def core(tmp_path: Path) -> AsyncIterator[Core]:
-    """A real core (grpc.aio server, embedded store, demo seed) on a free port."""
+@contextlib.asynccontextmanager
+async def running_core(tmp_path: Path, **settings: Any) -> AsyncIterator[Core]:
+    """A real core (grpc.aio server, embedded store, demo seed) on a free port;
+    `settings` override the CoreConfig fields."""
     config = CoreConfig(
         grpc_addr="127.0.0.1:0",
         seed_path=str(DEMO_SEED),
@@ -49,12 +52,18 @@ async def core(tmp_path: Path) -> AsyncIterator[Core]:
         link_secret="test-link-secret",
         sweep_interval_seconds=3600,
     )
-    server = Core(config)
+    server = Core(dataclasses.replace(config, **settings))
     await server.start()
     try:
         yield server
     finally:
         await server.stop(grace=1)
+
+
+@pytest.fixture
+async def core(tmp_path: Path) -> AsyncIterator[Core]:
+    async with running_core(tmp_path) as server:
+        yield server
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from core.config import CoreConfig
 from core.metrics import CoreMetrics
 from core.server import Core
 from telephony.v1 import call_pb2, call_service_pb2, call_service_pb2_grpc
-from tests.conftest import DEMO_SEED
+from tests.conftest import running_core
 
 CALLS = "telephony.v1.CallService"
 DEMO = call_service_pb2.ChannelRef(channel_key="demo-channel-key")
@@ -33,22 +33,10 @@ def service(request_id: str = "ops-test") -> tuple[tuple[str, str], ...]:
 
 @pytest.fixture
 async def core(tmp_path: Path) -> AsyncIterator[Core]:
-    config = CoreConfig(
-        grpc_addr="127.0.0.1:0",
-        seed_path=str(DEMO_SEED),
-        data_dir=str(tmp_path / "data"),
-        public_url="http://vats.test",
-        link_secret="ops-link-secret",
-        sweep_interval_seconds=3600,
-        metrics_addr="127.0.0.1:0",
-        storage_check_seconds=0.05,
-    )
-    server = Core(config)
-    await server.start()
-    try:
+    async with running_core(
+        tmp_path, metrics_addr="127.0.0.1:0", storage_check_seconds=0.05
+    ) as server:
         yield server
-    finally:
-        await server.stop(grace=1)
 
 
 @pytest.fixture

@@ -11,11 +11,10 @@ import pytest
 from falcon.testing import ASGIConductor
 from pymongo.errors import ServerSelectionTimeoutError
 
-from core.config import CoreConfig
 from core.server import Core
 from gateway.app import create_app
 from gateway.config import Config
-from tests.conftest import DEMO_SEED
+from tests.conftest import running_core
 
 
 class _UnreachableDatabase:
@@ -25,20 +24,8 @@ class _UnreachableDatabase:
 
 @pytest.fixture
 async def core(tmp_path: Path) -> AsyncIterator[Core]:
-    server = Core(
-        CoreConfig(
-            grpc_addr="127.0.0.1:0",
-            seed_path=str(DEMO_SEED),
-            data_dir=str(tmp_path / "data"),
-            sweep_interval_seconds=3600,
-            storage_check_seconds=0.05,
-        )
-    )
-    await server.start()
-    try:
+    async with running_core(tmp_path, storage_check_seconds=0.05) as server:
         yield server
-    finally:
-        await server.stop(grace=1)
 
 
 @pytest.fixture
