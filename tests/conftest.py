@@ -87,7 +87,8 @@ class LiveStack:
         self.http_url = f"http://127.0.0.1:{self.http_port}"
         self.workdir = workdir
         self.env = {
-            **os.environ,
+            # No vats-bridge setting of this process's environment leaks in.
+            **{k: v for k, v in os.environ.items() if not k.startswith("VATS_")},
             "VATS_GRPC_ADDR": self.grpc_target,
             "VATS_CORE_TARGET": self.grpc_target,
             "VATS_HTTP_ADDR": f"127.0.0.1:{self.http_port}",
@@ -101,7 +102,6 @@ class LiveStack:
             "PYTHONUNBUFFERED": "1",
             **(extra_env or {}),
         }
-        self.env.pop("VATS_MONGODB_URI", None)
         self.core: subprocess.Popen[bytes] | None = None
         self.gateway: subprocess.Popen[bytes] | None = None
 

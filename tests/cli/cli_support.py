@@ -1,4 +1,4 @@
-"""Helpers of the CLI tests: a core process on a free port, the `vats` command as a
+"""Helpers of the CLI tests: the `vats` command as a
 subprocess, and calls reported the way the gateway reports them."""
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from telephony.v1 import call_pb2, call_service_pb2, call_service_pb2_grpc
 
@@ -57,55 +56,6 @@ def process_is_gone(pid: int) -> bool:
     except ProcessLookupError:
         return True
     return False
-
-
-class CoreProcess:
-    """`python -m core` on a free port with the demo seed and the embedded store."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.target = f"127.0.0.1:{free_port()}"
-        self._log_path = workdir / "core.log"
-        self._env = {
-            **clean_environ(),
-            "VATS_GRPC_ADDR": self.target,
-            "VATS_SEED": str(DEMO_SEED),
-            "VATS_DATA_DIR": str(workdir / "data"),
-            "VATS_PUBLIC_URL": PUBLIC_URL,
-            "PYTHONUNBUFFERED": "1",
-        }
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 30.0) -> None:
-        with self._log_path.open("wb") as log:
-            self._process = subprocess.Popen(
-                [PYTHON, "-m", "core"],
-                cwd=PROJECT_DIR,
-                env=self._env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.target) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            while True:
-                try:
-                    reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.RpcError:
-                    pass
-                if self._process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"core did not start:\n{self.log()}")
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self._process is not None:
-            stop_process(self._process)
-
-    def log(self) -> str:
-        return self._log_path.read_text(errors="replace") if self._log_path.exists() else ""
 
 
 class Vats:
