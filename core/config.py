@@ -18,8 +18,8 @@ class CoreConfig:
     public_url: str = "http://127.0.0.1:8080"
     max_record_mb: int = 200
     default_region: str = "RU"
-    # Signs recording download links; random per start when unset (links then
-    # stop working at a restart), so set it when running more than one core.
+    # Signs recording download links; unset, a secret made at the first start is
+    # kept in the data directory. Set it when running more than one core.
     link_secret: str | None = None
     link_ttl_seconds: int = 24 * 3600
     ringing_expiry_seconds: int = 15 * 60
@@ -27,7 +27,7 @@ class CoreConfig:
     sweep_interval_seconds: float = 30.0
     storage_workers: int = 8
     # "changestream" (cards from every core on a replica set) or "inprocess";
-    # the embedded store is always in-process.
+    # on SQLite (one writer) events are always in-process.
     event_source: str = "changestream"
     # host:port of the Prometheus /metrics endpoint; None turns it off (the
     # environment's default is 127.0.0.1:9464, "off" turns it off there).
@@ -35,9 +35,6 @@ class CoreConfig:
     # How often storage is pinged (health) and the gauges of stored state refreshed.
     storage_check_seconds: float = 5.0
     log_level: str = "INFO"
-    # Embedded mode only: a file the store is saved to at a graceful stop and
-    # loaded from at start. Unset: the data is gone when core exits.
-    embedded_snapshot: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CoreConfig:
@@ -66,7 +63,6 @@ class CoreConfig:
             ),
             storage_workers=int(env.get("VATS_STORAGE_WORKERS", cls.storage_workers)),
             event_source=env.get("VATS_EVENT_SOURCE", cls.event_source),
-            embedded_snapshot=env.get("VATS_EMBEDDED_SNAPSHOT") or None,
             metrics_addr=_metrics_addr(env.get("VATS_METRICS_ADDR", "127.0.0.1:9464")),
             storage_check_seconds=float(
                 env.get("VATS_STORAGE_CHECK_SECONDS", cls.storage_check_seconds)

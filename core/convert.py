@@ -1,18 +1,16 @@
-"""Conversions between telephony.v1 messages and core's domain and documents."""
+"""Conversions between telephony.v1 messages and core's domain and records."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from core import domain
 from core.auth import Role
-from core.service import CallView, card_of
-from core.storage import utc
+from core.model import CallView, Channel, Recording, Token
 from telephony.v1 import call_pb2, channel_service_pb2, directory_service_pb2
 
 State = call_pb2.Call.State
@@ -57,7 +55,7 @@ def status_from_proto(state: int) -> domain.Status | None:
     return _STATUS_OF.get(state)  # type: ignore[call-overload]
 
 
-def state_of(status: str) -> call_pb2.Call.State:
+def state_of(status: domain.Status) -> call_pb2.Call.State:
     return _STATE_OF[domain.Status(status)]
 
 
@@ -65,7 +63,7 @@ def direction_from_proto(direction: int) -> domain.Direction | None:
     return _DIRECTION_FROM.get(direction)  # type: ignore[call-overload]
 
 
-def direction_of(direction: str) -> call_pb2.Direction:
+def direction_of(direction: domain.Direction) -> call_pb2.Direction:
     return _DIRECTION_OF[domain.Direction(direction)]
 
 
@@ -78,7 +76,6 @@ def role_of(role: str) -> directory_service_pb2.Role:
 
 
 def timestamp(value: datetime | None) -> Timestamp | None:
-    value = utc(value)
     if value is None:
         return None
     ts = Timestamp()
@@ -101,35 +98,35 @@ def duration(value: timedelta | float | None) -> Duration | None:
     return d
 
 
-def recording_message(doc: Mapping[str, Any], links: LinkMaker | None) -> call_pb2.Recording:
+def recording_message(recording: Recording, links: LinkMaker | None) -> call_pb2.Recording:
     message = call_pb2.Recording(
-        recording_id=str(doc["_id"]),
-        call_id=int(doc.get("call_id") or 0),
-        format=_FORMAT_OF.get(str(doc.get("format")), call_pb2.Recording.FORMAT_UNSPECIFIED),
-        content_type=str(doc.get("content_type", "")),
-        size_bytes=int(doc.get("size", 0)),
-        sha256=str(doc.get("sha256", "")),
-        duration=duration(doc.get("duration_seconds") or 0.0),
-        create_time=timestamp(doc.get("created_at")),
+        recording_id=recording.recording_id,
+        call_id=recording.call_id or 0,
+        format=_FORMAT_OF.get(recording.format, call_pb2.Recording.FORMAT_UNSPECIFIED),
+        content_type=recording.content_type,
+        size_bytes=recording.size,
+        sha256=recording.sha256,
+        duration=duration(recording.duration_seconds or 0.0),
+        create_time=timestamp(recording.created_at),
     )
     if links is not None:
-        path, expires = links(str(doc["_id"]))
+        path, expires = links(recording.recording_id)
         message.signed_path = path
         message.expire_time.FromDatetime(expires)
     return message
 
 
 def call_message(view: CallView, links: LinkMaker | None = None) -> call_pb2.Call:
-    doc = view.call
-    call = view.domain_call()
+    call = view.call
     ticket = view.ticket
+    contact = view.contact
     message = call_pb2.Call(
         call_id=call.call_id,
         channel_id=call.channel_id,
         channel_name=view.channel_name,
         direction=direction_of(call.direction),
         phone=call.phone,
-        phone_e164=str(doc.get("phone_e164", "")),
+        phone_e164=call.phone_e164,
         state=state_of(call.status),
         audience_employee_ids=list(call.audience),
         status_history=[
@@ -142,21 +139,19 @@ def call_message(view: CallView, links: LinkMaker | None = None) -> call_pb2.Cal
         talk_duration=duration(call.talk_duration),
         update_time=timestamp(call.updated_at),
         ticket=call_pb2.Ticket(
-            ticket_id=int(ticket["_id"]),
-            department_id=int(ticket.get("department_id") or 0),
-            executor_employee_id=ticket.get("executor_id"),
+            ticket_id=ticket.ticket_id,
+            department_id=ticket.department_id,
+            executor_employee_id=ticket.executor_id,
             contact=call_pb2.Contact(
-                contact_id=int(view.contact.get("_id", 0)),
-                name=str(view.contact.get("name", "")),
-                phone_e164=str(view.contact.get("phone_e164", "")),
+                contact_id=contact.contact_id if contact else 0,
+                name=contact.name if contact else "",
+                phone_e164=contact.phone_e164 if contact else "",
             ),
             comments=[
-                call_pb2.Comment(
-                    text=str(c["text"]), create_time=timestamp(c["at"]), author=str(c["author"])
-                )
-                for c in ticket.get("comments", [])
+                call_pb2.Comment(text=c.text, create_time=timestamp(c.at), author=c.author)
+                for c in ticket.comments
             ],
-            create_time=timestamp(ticket.get("created_at")),
+            create_time=timestamp(ticket.created_at),
         ),
         recordings=[recording_message(r, links) for r in view.recordings],
     )
@@ -172,44 +167,44 @@ def call_message(view: CallView, links: LinkMaker | None = None) -> call_pb2.Cal
 
 
 def card_message(view: CallView, links: LinkMaker | None = None) -> call_pb2.CallCard:
-    card = card_of(view)
+    card = view.card()
     message = call_pb2.CallCard(
-        call_id=int(card["call_id"]),
-        ticket_id=int(card["ticket_id"]),
-        channel_id=int(card["channel_id"]),
-        channel_name=str(card["channel_name"]),
-        direction=direction_of(card["direction"]),
-        phone=str(card["phone"]),
-        contact_name=str(card["contact_name"]),
-        state=state_of(card["call_status"]),
-        user_name=str(card["user_name"]),
-        create_time=timestamp(card["created_at"]),
+        call_id=card.call_id,
+        ticket_id=card.ticket_id,
+        channel_id=card.channel_id,
+        channel_name=card.channel_name,
+        direction=direction_of(card.direction),
+        phone=card.phone,
+        contact_name=card.contact_name,
+        state=state_of(card.status),
+        user_name=card.user_name,
+        create_time=timestamp(card.created_at),
     )
-    if card["user_id"] is not None:
-        message.user_id = int(card["user_id"])
-    if card["pbx_call_id"] is not None:
-        message.pbx_call_id = str(card["pbx_call_id"])
-    if card["recording_id"] is not None and links is not None:
-        message.recording_path = links(str(card["recording_id"]))[0]
+    if card.user_id is not None:
+        message.user_id = card.user_id
+    if card.pbx_call_id is not None:
+        message.pbx_call_id = card.pbx_call_id
+    if card.recording_id is not None and links is not None:
+        message.recording_path = links(card.recording_id)[0]
     return message
 
 
-def channel_message(doc: Mapping[str, Any]) -> channel_service_pb2.Channel:
+def channel_message(channel: Channel) -> channel_service_pb2.Channel:
     return channel_service_pb2.Channel(
-        channel_id=int(doc["_id"]),
-        name=str(doc.get("name", "")),
-        department_id=int(doc.get("department_id") or 0),
-        enabled=bool(doc.get("enabled", True)),
-        pbx_users={str(k): int(v) for k, v in doc.get("pbx_users", {}).items()},
-        create_time=timestamp(doc.get("created_at")),
+        channel_id=channel.channel_id,
+        name=channel.name,
+        department_id=channel.department_id,
+        enabled=channel.enabled,
+        pbx_users=dict(channel.pbx_users),
+        create_time=timestamp(channel.created_at),
     )
 
 
-def token_message(doc: Mapping[str, Any]) -> directory_service_pb2.Token:
+def token_message(token: Token) -> directory_service_pb2.Token:
     return directory_service_pb2.Token(
-        token_id=str(doc["_id"]),
-        role=role_of(doc["role"]),
-        employee_id=int(doc.get("employee_id") or 0),
-        description=str(doc.get("description", "")),
-        create_time=timestamp(doc.get("created_at")),
+        token_id=token.token_id,
+        role=role_of(token.role),
+        employee_id=token.employee_id or 0,
+        description=token.description,
+        create_time=timestamp(token.created_at),
     )

@@ -2,7 +2,7 @@
 
 Statuses and their transitions, who sees a call's card, who a call is bound
 to, and how a request is validated. Nothing here knows about gRPC or MongoDB:
-the storage layer keeps the state, the transports carry it.
+the storage port keeps the state, the transports carry it.
 """
 
 from __future__ import annotations
@@ -276,7 +276,14 @@ class Call:
     answered_at: datetime | None = None
     ended_at: datetime | None = None
     expired: bool = False
+    # Bumped by every stored change: a save from a stale read is refused.
     version: int = 0
+    ticket_id: int = 0
+    contact_id: int | None = None
+    # The phone in E.164 ("" when it is not a number) and the key contacts
+    # and the history's phone filter match on.
+    phone_e164: str = ""
+    phone_key: str = ""
 
     @classmethod
     def open(

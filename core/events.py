@@ -2,7 +2,7 @@
 resume logic of the card and call streams.
 
 Every change of a call is stored as an event with a deployment-wide sequence
-number (see TelephonyDesk._publish). A stream starts from a snapshot or from a
+number (see core.app.cardlog). A stream starts from a snapshot or from a
 replay of the stored log, then follows the hub; a subscriber that falls
 behind gets a RESET and a fresh snapshot rather than unbounded memory.
 """
@@ -14,11 +14,12 @@ import contextlib
 import dataclasses
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol
 
+from core.app.cardlog import CardLog
 from core.domain import CardChange
-from core.service import CallView, PublishedEvent, TelephonyDesk
+from core.model import CallView, PublishedEvent
 
 log = logging.getLogger("vats.events")
 
@@ -176,20 +177,11 @@ def _card_updates_of(event: PublishedEvent, employee_id: int) -> Iterator[CardUp
             yield CardUpdate(event.seq, card_event.change.value, event.view, card_event.reason)
 
 
-def _card_updates_of_doc(doc: Mapping[str, Any], employee_id: int) -> Iterator[CardUpdate]:
-    view = CallView.from_doc(doc["view"])
-    for card_event in doc.get("card_events", ()):
-        if card_event["employee_id"] == employee_id:
-            yield CardUpdate(
-                int(doc["_id"]), card_event["change"], view, card_event.get("reason", "")
-            )
-
-
 class EventStreams:
     """The resume logic shared by WatchCallCards and WatchCalls."""
 
-    def __init__(self, desk: TelephonyDesk, hub: EventHub, runner: StorageRun) -> None:
-        self.desk = desk
+    def __init__(self, log: CardLog, hub: EventHub, runner: StorageRun) -> None:
+        self.log = log
         self.hub = hub
         self.runner = runner
 
@@ -226,11 +218,12 @@ class EventStreams:
             return await self._snapshot(employee_id, None)
 
         def replay() -> tuple[list[CardUpdate], int] | None:
-            docs = self.desk.card_events_after(employee_id, after_seq)
-            if docs is None:
+            events = self.log.card_events_after(employee_id, after_seq)
+            if events is None:
                 return None
-            updates = [u for d in docs for u in _card_updates_of_doc(d, employee_id)]
-            return updates, max(after_seq, self.desk.last_event_seq())
+            updates = [u for e in events for u in _card_updates_of(e, employee_id)]
+            last = events[-1].seq if events else after_seq
+            return updates, max(after_seq, last)
 
         replayed: tuple[list[CardUpdate], int] | None = await self.runner.run(replay)
         if replayed is None:
@@ -241,7 +234,7 @@ class EventStreams:
         self, employee_id: int, reset_reason: str | None
     ) -> tuple[list[CardUpdate], int]:
         def read() -> tuple[list[CardUpdate], int]:
-            seq, views = self.desk.card_snapshot(employee_id)
+            seq, views = self.log.snapshot(employee_id)
             updates = [CardUpdate(seq, CardChange.SHOW.value, v) for v in views]
             if reset_reason is not None:
                 updates.insert(0, CardUpdate(seq, "reset", None, reset_reason))
@@ -258,14 +251,10 @@ class EventStreams:
             if after_seq > 0:
 
                 def replay() -> tuple[list[CallUpdate] | None, int]:
-                    docs = self.desk.call_events_after(after_seq)
-                    end = self.desk.last_event_seq()
-                    if docs is None:
+                    events, end = self.log.call_events_after(after_seq)
+                    if events is None:
                         return None, end
-                    return [
-                        CallUpdate(int(d["_id"]), d["kind"], CallView.from_doc(d["view"]))
-                        for d in docs
-                    ], end
+                    return [CallUpdate(e.seq, e.kind, e.view) for e in events], end
 
                 replayed, position = await self.runner.run(replay)
                 if replayed is None:
@@ -274,7 +263,7 @@ class EventStreams:
                     for update in replayed:
                         yield update
             else:
-                position = await self.runner.run(self.desk.last_event_seq)
+                position = await self.runner.run(self.log.last_seq)
             while True:
                 item = await subscription.get()
                 if isinstance(item, _Closed):
@@ -286,7 +275,7 @@ class EventStreams:
                     yield CallUpdate(item.seq, item.kind, item.view)
                     continue
                 subscription.drain()
-                position = await self.runner.run(self.desk.last_event_seq)
+                position = await self.runner.run(self.log.last_seq)
                 yield CallUpdate(position, "reset", None, "lagging")
         finally:
             self.hub.unsubscribe(subscription)

@@ -31,10 +31,9 @@ from prometheus_client import (
     start_http_server,
 )
 
-from core.domain import ACTIVE_STATUSES
 from core.logs import REQUEST_ID
-from core.service import EventSink, PublishedEvent
-from core.storage import Store
+from core.model import PublishedEvent
+from core.storage.port import EventSink, Store
 
 log = logging.getLogger("vats.core.rpc")
 
@@ -45,7 +44,6 @@ _STREAMS_OF_EVENTS = {
     "/telephony.v1.CallService/WatchCallCards": "cards",
     "/telephony.v1.CallService/WatchCalls": "calls",
 }
-_ACTIVE = sorted(s.value for s in ACTIVE_STATUSES)
 _UPLOAD_METHOD = "/telephony.v1.CallService/UploadRecord"
 _SERVER_FAULTS = frozenset(
     {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DATA_LOSS}
@@ -118,14 +116,11 @@ class CoreMetrics:
         self.visible_cards.set_function(lambda: float(live.visible))
 
     def refresh_state(self, store: Store) -> None:
-        """Blocking: indexed counts of live calls (when other cores write too)."""
-        active = {"$in": _ACTIVE}
-        self.active_calls.set(store.calls.count_documents({"status": active}))
-        self.visible_cards.set(
-            store.calls.count_documents(
-                {"status": active, "expired": False, "viewers.0": {"$exists": True}}
-            )
-        )
+        """Blocking: the live calls as stored (when other cores write too)."""
+        with store.reading() as uow:
+            active = uow.calls.active()
+        self.active_calls.set(len(active))
+        self.visible_cards.set(sum(1 for c in active if c.viewers))
 
     def counting_sink(self, inner: EventSink | None, live: LiveCalls | None) -> EventSink:
         """An event sink that counts what it publishes (and keeps `live` current)."""
@@ -166,19 +161,18 @@ class LiveCalls:
 
     def load(self, store: Store) -> None:
         """Blocking: the active calls as stored now."""
-        docs = store.calls.find({"status": {"$in": _ACTIVE}}, {"viewers": 1})
-        shown = {int(d["_id"]): bool(d.get("viewers")) for d in docs}
+        with store.reading() as uow:
+            shown = {c.call_id: bool(c.viewers) for c in uow.calls.active()}
         with self._lock:
             self._shown = shown
 
     def observe(self, event: PublishedEvent) -> None:
         call = event.view.call
-        call_id = int(call["_id"])
         with self._lock:
-            if call.get("status") in _ACTIVE:
-                self._shown[call_id] = bool(call.get("viewers"))
+            if call.status.is_active:
+                self._shown[call.call_id] = bool(call.viewers)
             else:
-                self._shown.pop(call_id, None)
+                self._shown.pop(call.call_id, None)
 
     @property
     def active(self) -> int:

@@ -1,7 +1,7 @@
-"""The telephony.v1 gRPC servicers: thin adapters from messages to the desk.
+"""The telephony.v1 gRPC servicers: thin adapters from messages to the use cases.
 
 Each unary method authenticates, runs its work on the storage executor (one
-hop, so pymongo never blocks the event loop) and converts the result. Domain
+hop, so the store never blocks the event loop) and converts the result. Domain
 errors become gRPC statuses in one table, with google.rpc.ErrorInfo and
 BadRequest details that the gateway maps to HTTP.
 """
@@ -21,11 +21,14 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from core import convert, domain, errors
+from core.app import UseCases
+from core.app.admin import ChannelRef
+from core.app.queries import CallFilter
 from core.auth import Principal, Role
 from core.events import EventStreams
+from core.model import Department, Employee, Group, Recording
 from core.recordings import LinkSigner
 from core.recordings.library import RecordingLibrary
-from core.service import CallFilter, ChannelRef, TelephonyDesk
 from telephony.v1 import (
     call_service_pb2,
     call_service_pb2_grpc,
@@ -120,9 +123,9 @@ class Handler:
     """What every servicer shares: authentication and the error table."""
 
     def __init__(
-        self, desk: TelephonyDesk, runner: StorageRunner, links: convert.LinkMaker | None
+        self, app: UseCases, runner: StorageRunner, links: convert.LinkMaker | None
     ) -> None:
-        self.desk = desk
+        self.app = app
         self.runner = runner
         self.links = links
 
@@ -143,7 +146,7 @@ class Handler:
                 raise _Abandoned
             if self.runner.test_delay:
                 time.sleep(self.runner.test_delay)
-            principal = self.desk.authenticate(token)
+            principal = self.app.tokens.authenticate(token)
             principal.require(*roles)
             return work(principal)
 
@@ -274,7 +277,7 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> call_service_pb2.CreateCallResponse:
         def work(_: Principal) -> call_service_pb2.CreateCallResponse:
-            view, created = self.h.desk.create_call(
+            view, created = self.h.app.calls.create_call(
                 _channel_ref(request.channel), create_command(request), request.idempotency_key
             )
             return call_service_pb2.CreateCallResponse(
@@ -289,7 +292,7 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> call_service_pb2.UpdateCallResponse:
         def work(_: Principal) -> call_service_pb2.UpdateCallResponse:
-            view = self.h.desk.update_call(
+            view = self.h.app.calls.update_call(
                 _channel_ref(request.channel), update_command(request), request.idempotency_key
             )
             return call_service_pb2.UpdateCallResponse(
@@ -304,7 +307,7 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> call_service_pb2.GetCallResponse:
         def work(principal: Principal) -> call_service_pb2.GetCallResponse:
-            view = self.h.desk.get_call(principal, request.call_id)
+            view = self.h.app.queries.get_call(principal, request.call_id)
             return call_service_pb2.GetCallResponse(call=convert.call_message(view, self.h.links))
 
         return await self.h.call(context, (Role.SERVICE, Role.EMPLOYEE), work)
@@ -315,7 +318,7 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> call_service_pb2.ListCallsResponse:
         def work(principal: Principal) -> call_service_pb2.ListCallsResponse:
-            views, next_token = self.h.desk.list_calls(
+            views, next_token = self.h.app.queries.list_calls(
                 principal, call_filter(request), request.page_size, request.page_token
             )
             return call_service_pb2.ListCallsResponse(
@@ -398,18 +401,18 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
         channel = await self.h.call(
             context,
             (Role.SERVICE,),
-            lambda _: self.h.desk.resolve_channel(_channel_ref(metadata.channel)),
+            lambda _: self.h.app.channels.resolve(_channel_ref(metadata.channel)),
         )
         upload = await self.blobs.run(
-            lambda: self.library.start_upload(int(channel["_id"]), metadata.file_name)
+            lambda: self.library.start_upload(channel.channel_id, metadata.file_name)
         )
         try:
             async for message in request_iterator:
                 if message.WhichOneof("part") != "chunk":
                     raise errors.InvalidRequest.of({"chunk": "only the first message is metadata"})
                 await self.blobs.run(upload.write, message.chunk)
-            doc = await self.blobs.run(upload.finish)
-            await self.h.runner.run(lambda: self.library.save(doc))
+            recording = await self.blobs.run(upload.finish)
+            await self.h.runner.run(lambda: self.library.save(recording))
         except errors.DomainError as error:
             await self.blobs.run(upload.abort)
             # Read what the client still sends: aborting during its write can
@@ -422,7 +425,7 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
             await self.blobs.run(upload.abort)
             raise
         return call_service_pb2.UploadRecordResponse(
-            recording=convert.recording_message(doc, self.h.links)
+            recording=convert.recording_message(recording, self.h.links)
         )
 
     async def DownloadRecord(
@@ -430,8 +433,8 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
         request: call_service_pb2.DownloadRecordRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[call_service_pb2.DownloadRecordResponse]:
-        def authorize(principal: Principal) -> dict[str, Any]:
-            doc = self.library.get(request.recording_id)
+        def authorize(principal: Principal) -> Recording:
+            recording = self.library.get(request.recording_id)
             if request.signature or request.expires:
                 principal.require(Role.SERVICE)
                 if not self.signer.verify(
@@ -441,13 +444,13 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
             else:
                 principal.require(Role.SERVICE, Role.EMPLOYEE)
                 # An employee downloads only recordings of calls they can see.
-                self.h.desk.get_call(principal, int(doc["call_id"]))
-            self.library.check_range(doc, request.offset, request.length)
-            return doc
+                self.h.app.queries.get_call(principal, recording.call_id or 0)
+            self.library.check_range(recording, request.offset, request.length)
+            return recording
 
-        doc = await self.h.call(context, (Role.SERVICE, Role.EMPLOYEE), authorize)
+        recording = await self.h.call(context, (Role.SERVICE, Role.EMPLOYEE), authorize)
         yield call_service_pb2.DownloadRecordResponse(
-            recording=convert.recording_message(doc, self.h.links)
+            recording=convert.recording_message(recording, self.h.links)
         )
         reader = await self.blobs.run(
             self.library.open_reader, request.recording_id, request.offset, request.length
@@ -472,11 +475,11 @@ class ChannelServicer(channel_service_pb2_grpc.ChannelServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> channel_service_pb2.CreateChannelResponse:
         def work(_: Principal) -> channel_service_pb2.CreateChannelResponse:
-            doc, key = self.h.desk.create_channel(
+            channel, key = self.h.app.channels.create(
                 request.name, request.department_id, request.key or None
             )
             return channel_service_pb2.CreateChannelResponse(
-                channel=convert.channel_message(doc), key=key, url=self.h.desk.channel_url(key)
+                channel=convert.channel_message(channel), key=key, url=self.h.app.channels.url(key)
             )
 
         return await self.h.call(context, (), work)
@@ -490,7 +493,7 @@ class ChannelServicer(channel_service_pb2_grpc.ChannelServiceServicer):
             context,
             (),
             lambda _: channel_service_pb2.GetChannelResponse(
-                channel=convert.channel_message(self.h.desk.get_channel(request.channel_id))
+                channel=convert.channel_message(self.h.app.channels.get(request.channel_id))
             ),
         )
 
@@ -503,7 +506,7 @@ class ChannelServicer(channel_service_pb2_grpc.ChannelServiceServicer):
             context,
             (),
             lambda _: channel_service_pb2.ListChannelsResponse(
-                channels=[convert.channel_message(d) for d in self.h.desk.list_channels()]
+                channels=[convert.channel_message(c) for c in self.h.app.channels.list()]
             ),
         )
 
@@ -513,7 +516,7 @@ class ChannelServicer(channel_service_pb2_grpc.ChannelServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> channel_service_pb2.UpdateChannelResponse:
         def work(_: Principal) -> channel_service_pb2.UpdateChannelResponse:
-            doc = self.h.desk.update_channel(
+            channel = self.h.app.channels.update(
                 request.channel_id,
                 name=request.name if request.HasField("name") else None,
                 department_id=(
@@ -521,7 +524,9 @@ class ChannelServicer(channel_service_pb2_grpc.ChannelServiceServicer):
                 ),
                 enabled=request.enabled if request.HasField("enabled") else None,
             )
-            return channel_service_pb2.UpdateChannelResponse(channel=convert.channel_message(doc))
+            return channel_service_pb2.UpdateChannelResponse(
+                channel=convert.channel_message(channel)
+            )
 
         return await self.h.call(context, (), work)
 
@@ -531,9 +536,9 @@ class ChannelServicer(channel_service_pb2_grpc.ChannelServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> channel_service_pb2.RotateChannelKeyResponse:
         def work(_: Principal) -> channel_service_pb2.RotateChannelKeyResponse:
-            doc, key = self.h.desk.rotate_channel_key(request.channel_id)
+            channel, key = self.h.app.channels.rotate_key(request.channel_id)
             return channel_service_pb2.RotateChannelKeyResponse(
-                channel=convert.channel_message(doc), key=key, url=self.h.desk.channel_url(key)
+                channel=convert.channel_message(channel), key=key, url=self.h.app.channels.url(key)
             )
 
         return await self.h.call(context, (), work)
@@ -548,7 +553,7 @@ class ChannelServicer(channel_service_pb2_grpc.ChannelServiceServicer):
             (),
             lambda _: channel_service_pb2.MapPbxUserResponse(
                 channel=convert.channel_message(
-                    self.h.desk.map_pbx_user(
+                    self.h.app.channels.map_pbx_user(
                         request.channel_id, request.pbx_user_id, request.employee_id
                     )
                 )
@@ -565,27 +570,29 @@ class ChannelServicer(channel_service_pb2_grpc.ChannelServiceServicer):
             (),
             lambda _: channel_service_pb2.UnmapPbxUserResponse(
                 channel=convert.channel_message(
-                    self.h.desk.unmap_pbx_user(request.channel_id, request.pbx_user_id)
+                    self.h.app.channels.unmap_pbx_user(request.channel_id, request.pbx_user_id)
                 )
             ),
         )
 
 
-def _department(doc: dict[str, Any]) -> directory_service_pb2.Department:
-    return directory_service_pb2.Department(department_id=int(doc["_id"]), name=doc["name"])
-
-
-def _employee(doc: dict[str, Any]) -> directory_service_pb2.Employee:
-    return directory_service_pb2.Employee(
-        employee_id=int(doc["_id"]), name=doc["name"], telephony=bool(doc.get("telephony"))
+def _department(department: Department) -> directory_service_pb2.Department:
+    return directory_service_pb2.Department(
+        department_id=department.department_id, name=department.name
     )
 
 
-def _group(doc: dict[str, Any]) -> directory_service_pb2.Group:
+def _employee(employee: Employee) -> directory_service_pb2.Employee:
+    return directory_service_pb2.Employee(
+        employee_id=employee.employee_id, name=employee.name, telephony=employee.telephony
+    )
+
+
+def _group(group: Group) -> directory_service_pb2.Group:
     return directory_service_pb2.Group(
-        group_id=int(doc["_id"]),
-        name=doc["name"],
-        member_employee_ids=[int(m) for m in doc.get("members", [])],
+        group_id=group.group_id,
+        name=group.name,
+        member_employee_ids=list(group.members),
     )
 
 
@@ -603,7 +610,9 @@ class DirectoryServicer(directory_service_pb2_grpc.DirectoryServiceServicer):
             context,
             (),
             lambda _: directory_service_pb2.UpsertDepartmentResponse(
-                department=_department(self.h.desk.upsert_department(d.department_id, d.name))
+                department=_department(
+                    self.h.app.directory.upsert_department(d.department_id, d.name)
+                )
             ),
         )
 
@@ -616,7 +625,7 @@ class DirectoryServicer(directory_service_pb2_grpc.DirectoryServiceServicer):
             context,
             (),
             lambda _: directory_service_pb2.ListDepartmentsResponse(
-                departments=[_department(d) for d in self.h.desk.list_departments()]
+                departments=[_department(d) for d in self.h.app.directory.list_departments()]
             ),
         )
 
@@ -630,7 +639,9 @@ class DirectoryServicer(directory_service_pb2_grpc.DirectoryServiceServicer):
             context,
             (),
             lambda _: directory_service_pb2.UpsertEmployeeResponse(
-                employee=_employee(self.h.desk.upsert_employee(e.employee_id, e.name, e.telephony))
+                employee=_employee(
+                    self.h.app.directory.upsert_employee(e.employee_id, e.name, e.telephony)
+                )
             ),
         )
 
@@ -643,7 +654,7 @@ class DirectoryServicer(directory_service_pb2_grpc.DirectoryServiceServicer):
             context,
             (),
             lambda _: directory_service_pb2.ListEmployeesResponse(
-                employees=[_employee(d) for d in self.h.desk.list_employees()]
+                employees=[_employee(d) for d in self.h.app.directory.list_employees()]
             ),
         )
 
@@ -657,7 +668,9 @@ class DirectoryServicer(directory_service_pb2_grpc.DirectoryServiceServicer):
             context,
             (),
             lambda _: directory_service_pb2.UpsertGroupResponse(
-                group=_group(self.h.desk.upsert_group(g.group_id, g.name, g.member_employee_ids))
+                group=_group(
+                    self.h.app.directory.upsert_group(g.group_id, g.name, g.member_employee_ids)
+                )
             ),
         )
 
@@ -670,7 +683,7 @@ class DirectoryServicer(directory_service_pb2_grpc.DirectoryServiceServicer):
             context,
             (),
             lambda _: directory_service_pb2.ListGroupsResponse(
-                groups=[_group(d) for d in self.h.desk.list_groups()]
+                groups=[_group(d) for d in self.h.app.directory.list_groups()]
             ),
         )
 
@@ -683,11 +696,11 @@ class DirectoryServicer(directory_service_pb2_grpc.DirectoryServiceServicer):
             role = convert.role_from_proto(request.role)
             if role is None:
                 raise errors.InvalidRequest.of({"role": "admin, service or employee"})
-            doc, secret = self.h.desk.issue_token(
+            token, secret = self.h.app.tokens.issue(
                 role, request.employee_id or None, request.description
             )
             return directory_service_pb2.IssueTokenResponse(
-                token=convert.token_message(doc), secret=secret
+                token=convert.token_message(token), secret=secret
             )
 
         return await self.h.call(context, (), work)
@@ -698,7 +711,7 @@ class DirectoryServicer(directory_service_pb2_grpc.DirectoryServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> directory_service_pb2.RevokeTokenResponse:
         def work(_: Principal) -> directory_service_pb2.RevokeTokenResponse:
-            self.h.desk.revoke_token(request.token_id)
+            self.h.app.tokens.revoke(request.token_id)
             return directory_service_pb2.RevokeTokenResponse()
 
         return await self.h.call(context, (), work)
@@ -712,6 +725,6 @@ class DirectoryServicer(directory_service_pb2_grpc.DirectoryServiceServicer):
             context,
             (),
             lambda _: directory_service_pb2.ListTokensResponse(
-                tokens=[convert.token_message(d) for d in self.h.desk.list_tokens()]
+                tokens=[convert.token_message(t) for t in self.h.app.tokens.list_active()]
             ),
         )

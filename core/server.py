@@ -1,4 +1,4 @@
-"""Core's one wiring point: builds the store, the desk and the servicers, and serves."""
+"""Core's one wiring point: opens the store, builds the use cases and the servicers, and serves."""
 
 from __future__ import annotations
 
@@ -7,24 +7,35 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import signal
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from core import domain, logs, rpc, snapshot
-from core.changes import ChangeStreamFollower
+from core import domain, logs, rpc
+from core.app import (
+    CallCommands,
+    CallQueries,
+    CardLog,
+    ChannelAdmin,
+    DirectoryAdmin,
+    TokenDesk,
+    UseCases,
+)
+from core.app.seed import apply_seed
 from core.config import CoreConfig
 from core.events import EventHub, EventStreams
 from core.metrics import CoreMetrics, LiveCalls, MetricsServer, RpcInterceptor
-from core.recordings import BlobStore, FileBlobStore, GridFSBlobStore, LinkSigner
+from core.model import utc_now
+from core.recordings import FileBlobStore, LinkSigner
 from core.recordings.library import RecordingLibrary
-from core.service import TelephonyDesk
-from core.storage import Store, connect, utc_now
+from core.storage.port import Store
 from telephony.v1 import (
     call_service_pb2,
     call_service_pb2_grpc,
@@ -46,32 +57,66 @@ SERVICE_NAMES = (
 )
 
 
+def open_store(config: CoreConfig) -> Store:
+    """MongoDB when VATS_MONGODB_URI is set, else the SQLite file in the data directory."""
+    if config.mongodb_uri:
+        import pymongo
+
+        from core.storage.mongo import MongoStore
+
+        client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
+            config.mongodb_uri, tz_aware=True, w="majority", retryWrites=True
+        )
+        return MongoStore(client[config.mongodb_db])
+    from core.storage.sqlite import SqliteStore
+
+    data_dir = Path(config.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    files = FileBlobStore(data_dir)
+    files.discard_incomplete()
+    return SqliteStore(data_dir / "vats.db", files)
+
+
+def link_secret(config: CoreConfig) -> bytes:
+    """VATS_LINK_SECRET, or one made at the first start and kept with the data, so
+    that signed links work for their whole lifetime across restarts."""
+    if config.link_secret:
+        return config.link_secret.encode()
+    path = Path(config.data_dir) / "link-secret"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes()
+    with os.fdopen(fd, "wb") as file:
+        file.write(secrets.token_hex(32).encode())
+        file.flush()
+        os.fsync(file.fileno())
+    return path.read_bytes()
+
+
 class Core:
     """Everything one core process runs, wired together."""
 
     def __init__(self, config: CoreConfig) -> None:
         self.config = config
-        db, self.embedded = connect(config.mongodb_uri, config.mongodb_db)
-        self.store = Store(db, embedded=self.embedded)
-        self.runner = rpc.StorageRunner(1 if self.embedded else config.storage_workers)
-        self.desk = TelephonyDesk(
-            self.store, region=config.default_region, public_url=config.public_url
+        self.store = open_store(config)
+        self.runner = rpc.StorageRunner(config.storage_workers)
+        self.signer = LinkSigner(
+            hashlib.sha256(link_secret(config)).digest(), config.link_ttl_seconds
         )
-        secret = (config.link_secret or "").encode() or os.urandom(32)
-        self.signer = LinkSigner(hashlib.sha256(secret).digest(), config.link_ttl_seconds)
-        blobs: BlobStore
-        if self.embedded:
-            files = FileBlobStore(Path(config.data_dir))
-            files.discard_incomplete()
-            blobs = files
-        else:
-            blobs = GridFSBlobStore(db)
-        self.library = RecordingLibrary(
-            self.store.recordings, blobs, max_bytes=config.max_record_mb * 1024 * 1024
+        self.library = RecordingLibrary(self.store, max_bytes=config.max_record_mb * 1024 * 1024)
+        self.cards = CardLog(self.store)
+        self.app = UseCases(
+            calls=CallCommands(self.store, region=config.default_region, recordings=self.library),
+            queries=CallQueries(self.store, region=config.default_region),
+            cards=self.cards,
+            channels=ChannelAdmin(self.store, public_url=config.public_url),
+            directory=DirectoryAdmin(self.store),
+            tokens=TokenDesk(self.store),
         )
-        self.desk.recordings = self.library
         self.blob_runner = rpc.StorageRunner(4)
-        self.handler = rpc.Handler(self.desk, self.runner, links=self.link)
+        self.handler = rpc.Handler(self.app, self.runner, links=self.link)
         self.health = health.aio.HealthServicer()
         self.hub: EventHub | None = None
         self.expiry = domain.ExpiryPolicy(
@@ -79,7 +124,7 @@ class Core:
             in_progress=timedelta(seconds=config.in_progress_expiry_seconds),
         )
         self._tasks: list[asyncio.Task[None]] = []
-        self.follower: ChangeStreamFollower | None = None
+        self.follower: Any = None
         self.server: grpc.aio.Server | None = None
         self.port = 0
         self.metrics = CoreMetrics()
@@ -92,35 +137,38 @@ class Core:
         return path, datetime.fromtimestamp(expires, UTC)
 
     def prepare(self) -> None:
-        """Blocking start-up work: indexes, the saved embedded store and the seed."""
-        # Indexes first: mongomock builds a unique index over existing documents without
-        # its partialFilterExpression, so two calls without a pbx_call_id would collide.
-        self.store.ensure_indexes()
-        if self.embedded and self.config.embedded_snapshot:
-            loaded = snapshot.load(self.store.db, Path(self.config.embedded_snapshot))
-            log.info("loaded %d documents from %s", loaded, self.config.embedded_snapshot)
+        """Blocking start-up work: schema and indexes, recordings, the seed."""
+        self.store.prepare()
+        if self.store.single_writer:
+            # Nobody else uploads meanwhile: what files and records disagree on is left over.
+            self.library.reconcile()
         if self.config.seed_path:
             seed = json.loads(Path(self.config.seed_path).read_text(encoding="utf-8"))
-            self.desk.apply_seed(seed)
+            apply_seed(self.app, seed, self.config.default_region)
 
     async def start(self) -> int:
         await self.runner.run(self.prepare)
         self.hub = EventHub(asyncio.get_running_loop())
-        self.desk.on_token_revoked = self.hub.revoke
-        if self.embedded or self.config.event_source == "inprocess":
+        self.app.tokens.on_revoked = self.hub.revoke
+        if self.store.single_writer or self.config.event_source == "inprocess":
             # Every change passes through this core: the call gauges follow its events.
             live = LiveCalls()
             await self.runner.run(live.load, self.store)
             self.metrics.follow_live_calls(live)
-            self.desk.events = self.metrics.counting_sink(self.hub, live)
+            self.store.set_event_sink(self.metrics.counting_sink(self.hub, live))
         else:
-            self.desk.events = self.metrics.counting_sink(None, None)
+            from core.storage.mongo.changes import ChangeStreamFollower
+
+            self.store.set_event_sink(self.metrics.counting_sink(None, None))
             # Every core, this one included, learns of events from the change stream.
-            self.follower = ChangeStreamFollower(self.store.events, self.hub)
+            self.follower = ChangeStreamFollower(
+                self.store.events_collection,  # type: ignore[attr-defined]
+                self.hub,
+            )
             self.follower.start()
         hub = self.hub
         self.metrics.count_subscribers(lambda: hub.subscriber_count)
-        streams = EventStreams(self.desk, self.hub, self.runner)
+        streams = EventStreams(self.cards, self.hub, self.runner)
         server = grpc.aio.server(
             interceptors=[RpcInterceptor(self.metrics)],
             options=[
@@ -167,7 +215,7 @@ class Core:
     def check_storage(self) -> None:
         """Blocking: ping the database (raises when it is unreachable), then refresh
         the call gauges when other cores write too."""
-        self.store.db.command("ping")
+        self.store.ping()
         if self.follower is not None:
             try:
                 self.metrics.refresh_state(self.store)
@@ -214,7 +262,7 @@ class Core:
         while True:
             await asyncio.sleep(self.config.sweep_interval_seconds)
             try:
-                count = await self.runner.run(lambda: self.desk.expire_stale_calls(self.expiry))
+                count = await self.runner.run(lambda: self.cards.expire_stale_calls(self.expiry))
                 if count:
                     log.info("expired the cards of %d stale calls", count)
             except Exception:
@@ -225,8 +273,7 @@ class Core:
             await asyncio.sleep(self.config.sweep_interval_seconds)
             try:
                 count = await self.runner.run(self.library.sweep_unattached)
-                if self.embedded:
-                    await self.runner.run(self.store.remove_expired, utc_now())
+                await self.runner.run(self.store.remove_expired, utc_now())
                 if count:
                     log.info("removed %d recordings no call took", count)
             except Exception:
@@ -243,21 +290,18 @@ class Core:
             self.hub.close()
         if self.server is not None:
             await self.server.stop(grace)
-        if self.embedded and self.config.embedded_snapshot:
-            path = Path(self.config.embedded_snapshot)
-            saved = await self.runner.run(snapshot.save, self.store.db, path)
-            log.info("saved %d documents to %s", saved, path)
         if self.metrics_server is not None:
             self.metrics_server.close()
         self.runner.shutdown()
         self.blob_runner.shutdown()
+        self.store.close()
 
 
 async def serve(config: CoreConfig) -> None:
     core = Core(config)
     port = await core.start()
-    mode = "embedded store (data is lost at exit)" if core.embedded else "MongoDB"
-    log.info("core listening on %s (port %d), %s", config.grpc_addr, port, mode)
+    where = "MongoDB" if core.store.kind == "mongodb" else f"SQLite in {config.data_dir}"
+    log.info("core listening on %s (port %d), data in %s", config.grpc_addr, port, where)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,24 +1,26 @@
-"""The recordings a call keeps: upload, attachment to a call, download, cleanup.
+"""The recordings a call keeps: upload, download, cleanup and reconciliation.
 
-Bytes go to a blob store (files in embedded mode, GridFS on MongoDB) as they
-arrive; the recording's document (format, size, sha256, duration, call) is
-written only once the bytes are complete and recognised. A recording nobody
-attached (its request failed, or never came) is removed by `sweep_unattached`.
-All methods block: core runs them on worker threads.
+Bytes go to the store's blob store (files beside SQLite, GridFS on MongoDB) as
+they arrive; the recording's record (format, size, sha256, duration) is stored
+only once the bytes are complete and recognised. A call takes a recording in
+its own unit of work (core.app.calls); one nobody took (its request failed, or
+never came) is removed by `sweep_unattached`. All methods block: core runs
+them on worker threads.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
-
-from pymongo.collection import Collection
 
 from core.errors import InvalidRequest, NotFound, RangeNotSatisfiable
-from core.recordings.blobs import BlobReader, BlobStore, BlobWriter, InvalidRange
+from core.model import Recording, utc_now
+from core.recordings.blobs import BlobReader, BlobWriter, InvalidRange
 from core.recordings.formats import RecordingInspector
-from core.storage import Document, utc_now
+from core.storage.port import Store
+
+log = logging.getLogger("vats.recordings")
 
 # An upload left unattached this long is removed by the sweeper.
 UNATTACHED_GRACE = timedelta(minutes=10)
@@ -33,7 +35,7 @@ class Upload:
         self.file_name = file_name[:255]
         self.recording_id = uuid.uuid4().hex
         self.inspector = RecordingInspector(max_size=library.max_bytes)
-        self.writer: BlobWriter = library.blobs.open_writer(
+        self.writer: BlobWriter = library.store.blobs.open_writer(
             self.recording_id, "application/octet-stream"
         )
 
@@ -47,8 +49,8 @@ class Upload:
             self.abort()
             raise
 
-    def finish(self) -> Document:
-        """Store the recording's document once every byte is in; returns it."""
+    def finish(self) -> Recording:
+        """Make the bytes durable once every one is in; returns the recording to store."""
         try:
             if self.inspector.size == 0:
                 raise InvalidRequest.of({"audio_record": "the file is empty"})
@@ -57,79 +59,70 @@ class Upload:
         except BaseException:
             self.abort()
             raise
-        doc = {
-            "_id": self.recording_id,
-            "channel_id": self.channel_id,
-            "call_id": None,
-            "attached": False,
-            "format": info.format.value,
-            "content_type": info.content_type,
-            "size": info.size,
-            "sha256": info.sha256,
-            "duration_seconds": info.duration_seconds,
-            "file_name": self.file_name,
-            "created_at": utc_now(),
-        }
-        return doc
+        return Recording(
+            recording_id=self.recording_id,
+            channel_id=self.channel_id,
+            format=info.format.value,
+            content_type=info.content_type,
+            size=info.size,
+            sha256=info.sha256,
+            created_at=utc_now(),
+            duration_seconds=info.duration_seconds,
+            file_name=self.file_name,
+        )
 
     def abort(self) -> None:
         self.writer.abort()
 
 
 class RecordingLibrary:
-    def __init__(self, recordings: Collection[Document], blobs: BlobStore, max_bytes: int) -> None:
-        self.recordings = recordings
-        self.blobs = blobs
+    def __init__(self, store: Store, max_bytes: int) -> None:
+        self.store = store
         self.max_bytes = max_bytes
 
     def start_upload(self, channel_id: int, file_name: str) -> Upload:
         return Upload(self, channel_id, file_name)
 
-    def save(self, doc: Document) -> None:
-        self.recordings.insert_one(doc)
-
-    # --- the desk's part (RecordingAttachments) ------------------------------
-
-    def claim(self, recording_id: str, channel_id: int) -> Document:
-        doc = self.recordings.find_one({"_id": recording_id})
-        # A recording of another channel, or already on a call, is not this request's.
-        if doc is None or doc["channel_id"] != channel_id or doc.get("attached"):
-            raise InvalidRequest.of({"audio_record": "unknown recording"})
-        return dict(doc)
-
-    def attach(self, recording_id: str, call_id: int) -> Document:
-        self.recordings.update_one(
-            {"_id": recording_id}, {"$set": {"call_id": call_id, "attached": True}}
-        )
-        doc = self.recordings.find_one({"_id": recording_id})
-        assert doc is not None
-        return dict(doc)
+    def save(self, recording: Recording) -> None:
+        """Store a finished upload's record; its bytes are removed if that fails."""
+        try:
+            with self.store.unit_of_work() as uow:
+                uow.recordings.add(recording)
+                uow.commit()
+        except BaseException:
+            self.store.blobs.delete(recording.recording_id)
+            raise
 
     def discard(self, recording_id: str) -> None:
         """Remove a recording that no call took (its request failed)."""
-        result = self.recordings.delete_one({"_id": recording_id, "attached": False})
-        if result.deleted_count:
-            self.blobs.delete(recording_id)
+        with self.store.unit_of_work() as uow:
+            recording = uow.recordings.get(recording_id)
+            if recording is None or recording.attached:
+                return
+            uow.recordings.remove(recording_id)
+            uow.commit()
+        self.store.blobs.delete(recording_id)
 
     # --- download ------------------------------------------------------------
 
-    def get(self, recording_id: str) -> Document:
-        doc = self.recordings.find_one({"_id": recording_id, "attached": True})
-        if doc is None:
+    def get(self, recording_id: str) -> Recording:
+        with self.store.reading() as uow:
+            recording = uow.recordings.get(recording_id)
+        if recording is None or not recording.attached:
             raise NotFound(f"recording {recording_id} not found")
-        return dict(doc)
+        return recording
 
-    def check_range(self, doc: Document, offset: int, length: int) -> None:
-        """Refuse a byte range that the stored recording `doc` cannot serve."""
+    def check_range(self, recording: Recording, offset: int, length: int) -> None:
+        """Refuse a byte range that the stored recording cannot serve."""
         if offset < 0 or length < 0:
             raise InvalidRequest.of({"range": "offset and length must not be negative"})
-        if offset and offset >= int(doc["size"]):
-            raise RangeNotSatisfiable(f"the recording has {doc['size']} bytes")
+        if offset and offset >= recording.size:
+            raise RangeNotSatisfiable(f"the recording has {recording.size} bytes")
 
     def open_reader(self, recording_id: str, offset: int, length: int) -> BlobReader:
-        """The recording's bytes in a range (check_range ran on its document)."""
+        """The recording's bytes in a range (check_range ran on its record)."""
         try:
-            return self.blobs.open_reader(recording_id, offset, length)
+            return self.store.blobs.open_reader(recording_id, offset, length)
         except InvalidRange as error:
             raise RangeNotSatisfiable(error.message) from error
 
@@ -137,11 +130,32 @@ class RecordingLibrary:
 
     def sweep_unattached(self, now: datetime | None = None) -> int:
         cutoff = (now or utc_now()) - UNATTACHED_GRACE
-        removed = 0
-        stale: list[Any] = list(
-            self.recordings.find({"attached": False, "created_at": {"$lte": cutoff}}, {"_id": 1})
-        )
-        for doc in stale:
-            self.discard(str(doc["_id"]))
-            removed += 1
-        return removed
+        with self.store.reading() as uow:
+            stale = uow.recordings.unattached_before(cutoff)
+        for recording_id in stale:
+            self.discard(recording_id)
+        return len(stale)
+
+    def reconcile(self) -> tuple[int, int]:
+        """At start: remove files that no record names (an upload cut off before
+        its record was stored) and records whose file is gone. Returns both counts."""
+        with self.store.reading() as uow:
+            recorded = set(uow.recordings.ids())
+        stored = set(self.store.blobs.list_ids())
+        orphan_files = stored - recorded
+        for recording_id in orphan_files:
+            self.store.blobs.delete(recording_id)
+        missing = recorded - stored
+        if missing:
+            with self.store.unit_of_work() as uow:
+                for recording_id in missing:
+                    uow.recordings.remove(recording_id)
+                uow.commit()
+        if orphan_files or missing:
+            log.warning(
+                "recordings reconciled: %d files without a record removed, "
+                "%d records without a file removed",
+                len(orphan_files),
+                len(missing),
+            )
+        return len(orphan_files), len(missing)

@@ -1,0 +1,241 @@
+"""The helpdesk's stored records besides the call itself: channels, the
+directory, tokens, contacts, tickets, recordings, and what is shown of a call.
+
+Plain Python, like `core.domain`: the storage port reads and writes these,
+the use cases work on them, the transports convert them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+from core.domain import Call, CardEvent, Direction, Employee, Status
+
+__all__ = [
+    "Call",
+    "CallQuery",
+    "CallView",
+    "Card",
+    "Channel",
+    "Comment",
+    "Contact",
+    "Department",
+    "Employee",
+    "Group",
+    "IdempotencyRecord",
+    "PageCursor",
+    "PublishedEvent",
+    "Recording",
+    "Reply",
+    "Ticket",
+    "Token",
+    "utc_now",
+]
+
+
+def utc_now() -> datetime:
+    """Now, in UTC, to the millisecond: what every store keeps exactly."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+@dataclasses.dataclass
+class Channel:
+    channel_id: int
+    name: str
+    department_id: int
+    key_hash: str
+    created_at: datetime
+    enabled: bool = True
+    # PBX user id -> employee id.
+    pbx_users: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Department:
+    department_id: int
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    group_id: int
+    name: str
+    members: tuple[int, ...] = ()
+
+
+@dataclasses.dataclass
+class Token:
+    token_id: str
+    # sha256 of the secret; the secret itself is never stored.
+    secret_hash: str
+    role: str
+    created_at: datetime
+    employee_id: int | None = None
+    description: str = ""
+    revoked_at: datetime | None = None
+
+
+@dataclasses.dataclass
+class Contact:
+    contact_id: int
+    # What calls are matched by (domain.contact_key); unique.
+    key: str
+    phone_e164: str
+    created_at: datetime
+    name: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Comment:
+    text: str
+    at: datetime
+    author: str = "pbx"
+
+
+@dataclasses.dataclass
+class Ticket:
+    ticket_id: int
+    call_id: int
+    channel_id: int
+    department_id: int
+    created_at: datetime
+    executor_id: int | None = None
+    contact_id: int | None = None
+    comments: list[Comment] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Recording:
+    recording_id: str
+    channel_id: int
+    format: str
+    content_type: str
+    size: int
+    sha256: str
+    created_at: datetime
+    duration_seconds: float | None = None
+    file_name: str = ""
+    # Set when a call takes the recording; unattached ones are swept away.
+    call_id: int | None = None
+
+    @property
+    def attached(self) -> bool:
+        return self.call_id is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class Card:
+    """What a call card shows (SPEC 5)."""
+
+    call_id: int
+    ticket_id: int
+    channel_id: int
+    channel_name: str
+    direction: Direction
+    phone: str
+    contact_name: str
+    status: Status
+    user_id: int | None
+    user_name: str
+    pbx_call_id: str | None
+    created_at: datetime
+    recording_id: str | None
+
+
+@dataclasses.dataclass
+class CallView:
+    """A call with everything shown about it: what replies, cards and events carry."""
+
+    call: Call
+    ticket: Ticket
+    contact: Contact | None
+    channel_name: str
+    user_name: str
+    recordings: list[Recording] = dataclasses.field(default_factory=list)
+
+    @property
+    def call_id(self) -> int:
+        return self.call.call_id
+
+    @property
+    def current_recording(self) -> Recording | None:
+        return self.recordings[-1] if self.recordings else None
+
+    def card(self) -> Card:
+        call = self.call
+        current = self.current_recording
+        return Card(
+            call_id=call.call_id,
+            ticket_id=self.ticket.ticket_id,
+            channel_id=call.channel_id,
+            channel_name=self.channel_name,
+            direction=call.direction,
+            phone=call.phone,
+            contact_name=self.contact.name if self.contact else "",
+            status=call.status,
+            user_id=call.user_id,
+            user_name=self.user_name,
+            pbx_call_id=call.pbx_call_id,
+            created_at=call.created_at,
+            recording_id=current.recording_id if current else None,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class PublishedEvent:
+    """One entry of the event log: a call changed, and what each employee's card did."""
+
+    seq: int
+    kind: str  # created / updated / expired
+    view: CallView
+    card_events: tuple[CardEvent, ...]
+    at: datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    """What a create_call / update_call answered: replayed for a repeated Idempotency-Key."""
+
+    view: CallView
+    created: bool = False
+
+
+# Idempotency keys replay their first reply for this long (SPEC 3).
+IDEMPOTENCY_TTL = timedelta(hours=24)
+# Events are kept at least 24 h so that clients can resume (SPEC 5).
+EVENT_TTL = timedelta(hours=48)
+
+
+@dataclasses.dataclass(frozen=True)
+class IdempotencyRecord:
+    channel_id: int
+    key: str
+    # sha256 of the request it was first used with.
+    fingerprint: str
+    created_at: datetime
+    reply: Reply
+
+
+@dataclasses.dataclass(frozen=True)
+class CallQuery:
+    """The history's filters; every field left empty matches everything."""
+
+    channel_id: int | None = None
+    # domain.contact_key of the phone asked for.
+    phone_key: str | None = None
+    statuses: tuple[Status, ...] = ()
+    direction: Direction | None = None
+    # Calls the employee was in the audience of, or is bound to.
+    employee_id: int | None = None
+    created_from: datetime | None = None  # inclusive
+    created_to: datetime | None = None  # exclusive
+
+
+@dataclasses.dataclass(frozen=True)
+class PageCursor:
+    """Where a page of the history (newest first) ended: the next starts after this call."""
+
+    created_at: datetime
+    call_id: int
