@@ -151,7 +151,7 @@ class MetricsServer:
 class LiveCalls:
     """Active calls and shown cards, kept current from the events this core publishes.
 
-    Exact when every change passes through this core (embedded store, or a single
+    Exact when every change passes through this core (SQLite, or a single
     core with in-process events); costs one query at start, none per change.
     """
 

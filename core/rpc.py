@@ -97,10 +97,7 @@ def _test_storage_delay() -> float:
 
 
 class StorageRunner:
-    """Runs blocking storage work off the event loop.
-
-    On mongomock there is one worker thread: mongomock is not thread-safe.
-    """
+    """Runs blocking storage work off the event loop, on a pool of worker threads."""
 
     def __init__(self, workers: int) -> None:
         self.executor = concurrent.futures.ThreadPoolExecutor(

@@ -60,14 +60,9 @@ SERVICE_NAMES = (
 def open_store(config: CoreConfig) -> Store:
     """MongoDB when VATS_MONGODB_URI is set, else the SQLite file in the data directory."""
     if config.mongodb_uri:
-        import pymongo
-
         from core.storage.mongo import MongoStore
 
-        client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
-            config.mongodb_uri, tz_aware=True, w="majority", retryWrites=True
-        )
-        return MongoStore(client[config.mongodb_db])
+        return MongoStore.connect(config.mongodb_uri, config.mongodb_db)
     from core.storage.sqlite import SqliteStore
 
     data_dir = Path(config.data_dir)

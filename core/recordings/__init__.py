@@ -8,7 +8,6 @@ from core.recordings.blobs import (
     BlobStore,
     BlobWriter,
     FileBlobStore,
-    GridFSBlobStore,
     InvalidRange,
 )
 from core.recordings.formats import (
@@ -34,7 +33,6 @@ __all__ = [
     "BlobStore",
     "BlobWriter",
     "FileBlobStore",
-    "GridFSBlobStore",
     "InvalidRange",
     "LinkSigner",
     "RecordingInfo",

@@ -1,6 +1,7 @@
-"""Where recording bytes live: a directory in embedded mode, GridFS on MongoDB.
+"""Where recording bytes live: the BlobStore protocol and its files under the data directory
+(the MongoDB adapter keeps them in GridFS: `core.storage.mongo.blobs`).
 
-Both stores stream: a writer takes chunks, a reader yields chunks of at most READ_CHUNK_BYTES
+Every store streams: a writer takes chunks, a reader yields chunks of at most READ_CHUNK_BYTES
 for a byte range. Every call blocks; async callers run them in a worker thread.
 """
 
@@ -14,16 +15,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Protocol, Self
-
-import gridfs
-import gridfs.errors
-from pymongo.database import Database
+from typing import BinaryIO, Protocol, Self
 
 from core.errors import InvalidRequest, NotFound
 
 READ_CHUNK_BYTES = 64 * 1024
-GRIDFS_CHUNK_BYTES = 255 * 1024
 
 # Ids become file names, so they are kept to characters that cannot climb out of a directory.
 _RECORDING_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -99,6 +95,11 @@ class BlobStore(Protocol):
 
     def delete(self, recording_id: str) -> bool:
         """Remove a stored recording; False when there was none."""
+        ...
+
+    def list_ids(self) -> Iterator[str]:
+        """The id of every committed recording, in no particular order (start-up
+        reconciliation with the recordings' details)."""
         ...
 
 
@@ -209,6 +210,12 @@ class FileBlobStore:
             return False
         return True
 
+    def list_ids(self) -> Iterator[str]:
+        # Committed files sit two shard levels down; "incoming" is not a shard name.
+        for path in self._root.glob("??/??/*"):
+            if path.is_file() and _RECORDING_ID.fullmatch(path.name):
+                yield path.name
+
     def discard_incomplete(self) -> int:
         """Remove uploads a stopped process left half-written; run at start-up only."""
         removed = 0
@@ -260,11 +267,19 @@ class _FileWriter(_WriterBase):
         self._temporary.unlink(missing_ok=True)
 
 
+class _Source(Protocol):
+    """An open file or GridFS stream, as far as a range reader needs it."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
 class _RangeReader:
     """Chunks of at most READ_CHUNK_BYTES from an open file or GridFS stream, for `remaining`
     bytes from where it stands; closes the source at the end."""
 
-    def __init__(self, source: BinaryIO | gridfs.GridOut, remaining: int) -> None:
+    def __init__(self, source: _Source, remaining: int) -> None:
         self._source = source
         self._remaining = remaining
 
@@ -285,97 +300,3 @@ class _RangeReader:
     def close(self) -> None:
         self._remaining = 0
         self._source.close()
-
-
-# --- GridFS --------------------------------------------------------------------------------------
-
-
-class GridFSBlobStore:
-    """Recordings in a GridFS bucket, the file `_id` being the recording id.
-
-    Deletion goes through the bucket's collections rather than `GridFSBucket.delete`, which
-    also keeps the store usable on mongomock.
-    """
-
-    def __init__(
-        self,
-        database: Database[Any],
-        bucket_name: str = "recordings",
-        chunk_size_bytes: int = GRIDFS_CHUNK_BYTES,
-    ) -> None:
-        self._bucket = gridfs.GridFSBucket(
-            database, bucket_name=bucket_name, chunk_size_bytes=chunk_size_bytes
-        )
-        self._files = database[f"{bucket_name}.files"]
-        self._chunks = database[f"{bucket_name}.chunks"]
-
-    def open_writer(self, recording_id: str, content_type: str) -> BlobWriter:
-        _check_id(recording_id)
-        if self._files.count_documents({"_id": recording_id}, limit=1):
-            raise BlobExists(recording_id)
-        stream = self._bucket.open_upload_stream_with_id(
-            recording_id, recording_id, metadata={"contentType": content_type}
-        )
-        return _GridFSWriter(stream, recording_id)
-
-    def open_reader(self, recording_id: str, offset: int = 0, length: int = 0) -> BlobReader:
-        try:
-            stream = self._bucket.open_download_stream(recording_id)
-        except gridfs.errors.NoFile:
-            raise BlobNotFound(f"no recording {recording_id}") from None
-        try:
-            start, end = _range(offset, length, stream.length)
-            stream.seek(start)
-        except BaseException:
-            stream.close()
-            raise
-        return _RangeReader(stream, end - start)
-
-    def size(self, recording_id: str) -> int:
-        document = self._files.find_one({"_id": recording_id}, {"length": 1})
-        if document is None:
-            raise BlobNotFound(f"no recording {recording_id}")
-        return int(document["length"])
-
-    def delete(self, recording_id: str) -> bool:
-        # The files document goes first so that no reader finds a file whose chunks are gone.
-        removed = self._files.delete_one({"_id": recording_id}).deleted_count
-        self._chunks.delete_many({"files_id": recording_id})
-        return bool(removed)
-
-
-class _GridFSWriter(_WriterBase):
-    def __init__(self, stream: gridfs.GridIn, recording_id: str) -> None:
-        super().__init__()
-        self._stream = stream
-        self._recording_id = recording_id
-
-    def write(self, chunk: bytes) -> None:
-        self._check_open()
-        try:
-            self._stream.write(chunk)
-        except gridfs.errors.FileExists:
-            # Aborting would delete the other recording's chunks: they share the id.
-            self._done = True
-            raise BlobExists(self._recording_id) from None
-        self._written += len(chunk)
-
-    def commit(self, content_type: str | None = None) -> None:
-        self._check_open()
-        if content_type is not None:
-            self._stream.set("metadata", {"contentType": content_type})
-        try:
-            self._stream.close()
-        except gridfs.errors.FileExists:
-            self._done = True
-            raise BlobExists(self._recording_id) from None
-        except BaseException:
-            self.abort()
-            raise
-        self._done = True
-
-    def abort(self) -> None:
-        if self._done:
-            return
-        self._done = True
-        self._stream.abort()

@@ -11,33 +11,53 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pymongo
 import pytest
 from pymongo.errors import AutoReconnect, OperationFailure
 
-from core.changes import ChangeStreamFollower
-from core.service import PublishedEvent
+from core.domain import Call, CardChange, CardEvent, Direction, Status
+from core.model import CallView, PublishedEvent, Ticket
+from core.storage.mongo.changes import ChangeStreamFollower, Resequencer
+from core.storage.mongo.documents import event_document, event_from_document
+
+AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def call_view(call_id: int) -> CallView:
+    call = Call(
+        call_id=call_id,
+        channel_id=1,
+        direction=Direction.INCOMING,
+        phone="+74950000000",
+        status=Status.RINGING,
+        created_at=AT,
+        updated_at=AT,
+        audience=(1,),
+        viewers=(1,),
+        ticket_id=call_id,
+    )
+    ticket = Ticket(
+        ticket_id=call_id, call_id=call_id, channel_id=1, department_id=1, created_at=AT
+    )
+    return CallView(call=call, ticket=ticket, contact=None, channel_name="c", user_name="")
+
+
+def published(seq: int) -> PublishedEvent:
+    return PublishedEvent(
+        seq=seq,
+        kind="created",
+        view=call_view(seq),
+        card_events=(CardEvent(1, CardChange.SHOW),),
+        at=AT,
+    )
 
 
 def event_doc(seq: int) -> dict[str, Any]:
-    return {
-        "_id": seq,
-        "at": datetime(2026, 1, 1, tzinfo=UTC),
-        "kind": "created",
-        "call_id": seq,
-        "view": {
-            "call": {"_id": seq},
-            "ticket": {"_id": seq},
-            "contact": {},
-            "channel_name": "c",
-            "user_name": "",
-            "recordings": [],
-        },
-        "card_events": [{"employee_id": 1, "change": "show", "reason": ""}],
-        "card_viewers": [1],
-    }
+    """An event as the MongoDB store keeps it."""
+    return event_document(published(seq))
 
 
 class RecordingHub:
@@ -106,7 +126,7 @@ def follow(scripts: list[list[Any]]) -> tuple[FakeEvents, RecordingHub, ChangeSt
 def test_delivers_inserted_events_in_order() -> None:
     _, hub, follower = follow([[1, None, 2, 3]])
     assert [e.seq for e in hub.events] == [1, 2, 3]
-    assert hub.events[0].card_events[0].employee_id == 1
+    assert hub.events == [published(1), published(2), published(3)]
     assert follower.delivered == 3
 
 
@@ -132,15 +152,17 @@ def test_other_server_errors_are_retried_without_reset() -> None:
     assert [e.seq for e in hub.events] == [1, 2]
 
 
-def published(seq: int) -> PublishedEvent:
-    from core.changes import event_from_doc
+def test_an_event_document_reads_back_as_the_event_it_was_written_from() -> None:
+    event = published(7)
 
-    return event_from_doc(event_doc(seq))
+    document = event_doc(7)
+
+    assert document["_id"] == 7 and document["call_id"] == 7
+    assert document["card_viewers"] == [1]
+    assert event_from_document(document) == event
 
 
 def test_resequencer_waits_for_a_gap_to_fill() -> None:
-    from core.changes import Resequencer
-
     order = Resequencer(max_wait=2.0)
     assert [e.seq for e in order.push(published(10), now=0)] == [10]
     assert order.push(published(12), now=0.1) == []
@@ -148,8 +170,6 @@ def test_resequencer_waits_for_a_gap_to_fill() -> None:
 
 
 def test_resequencer_skips_a_gap_that_never_fills() -> None:
-    from core.changes import Resequencer
-
     order = Resequencer(max_wait=2.0)
     order.push(published(1), now=0)
     assert order.push(published(3), now=1) == []
@@ -165,23 +185,31 @@ def test_follower_delivers_out_of_order_inserts_in_seq_order() -> None:
 
 
 @pytest.mark.mongodb
-def test_follows_a_real_replica_set() -> None:
+def test_follows_events_a_store_commits_on_a_real_replica_set(tmp_path: Path) -> None:
     uri = os.environ.get("VATS_TEST_MONGODB_URI")
     if not uri:
         pytest.skip("VATS_TEST_MONGODB_URI is not set")
-    client: pymongo.MongoClient[Any] = pymongo.MongoClient(uri, tz_aware=True)
+    from core.recordings.blobs import FileBlobStore
+    from core.storage.mongo import MongoStore
+
+    client: pymongo.MongoClient[Any] = pymongo.MongoClient(uri, tz_aware=True, w="majority")
     db = client[f"vats_test_{uuid.uuid4().hex[:8]}"]
+    store = MongoStore(db, blobs=FileBlobStore(tmp_path))
+    store.prepare()
     hub = RecordingHub()
-    follower = ChangeStreamFollower(db["events"], hub)
+    follower = ChangeStreamFollower(store.events_collection, hub)
     try:
         follower.start()
         time.sleep(1)
         for seq in (1, 2, 3):
-            db["events"].insert_one(event_doc(seq))
+            event = published(seq)
+            with store.unit_of_work() as uow:
+                uow.events.add(event.kind, event.view, event.card_events, event.at)
+                uow.commit()
         deadline = time.monotonic() + 10
         while len(hub.events) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert [e.seq for e in hub.events] == [1, 2, 3]
+        assert hub.events == [published(1), published(2), published(3)]
     finally:
         follower.stop()
         client.drop_database(db.name)

@@ -129,10 +129,22 @@ async def test_map_and_unmap_pbx_user(channels) -> None:
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     code = await code_of(
         channels.MapPbxUser(
-            ch.MapPbxUserRequest(channel_id=1, pbx_user_id="a.b", employee_id=1), metadata=ADMIN
+            ch.MapPbxUserRequest(channel_id=1, pbx_user_id="  ", employee_id=1), metadata=ADMIN
         )
     )
     assert code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_pbx_user_ids_may_be_any_sip_user_name(channels) -> None:
+    # SIP user names such as "john.doe" or "$ext" are PBX user ids like any other.
+    for pbx_user_id in ("john.doe", "$ext", "a.b.c"):
+        mapped = await channels.MapPbxUser(
+            ch.MapPbxUserRequest(channel_id=1, pbx_user_id=pbx_user_id, employee_id=2),
+            metadata=ADMIN,
+        )
+        assert mapped.channel.pbx_users[pbx_user_id] == 2
+    listed = await channels.GetChannel(ch.GetChannelRequest(channel_id=1), metadata=ADMIN)
+    assert {"john.doe", "$ext", "a.b.c"} <= set(listed.channel.pbx_users)
 
 
 async def test_directory_upserts_and_lists(directory) -> None:

@@ -23,9 +23,9 @@ from core.recordings.blobs import (
     BlobNotFound,
     BlobStore,
     FileBlobStore,
-    GridFSBlobStore,
     InvalidRange,
 )
+from core.storage.mongo.blobs import GridFSBlobStore
 
 MONGODB_URI = os.environ.get("VATS_TEST_MONGODB_URI")
 DATA = random.Random(7).randbytes(300_000)
@@ -225,6 +225,24 @@ def test_unknown_recording_is_not_found(backend: Backend) -> None:
     with pytest.raises(BlobNotFound):
         backend.store.size("nope")
     assert backend.store.delete("nope") is False
+
+
+def test_listing_names_every_committed_recording_and_nothing_else(backend: Backend) -> None:
+    store_bytes(backend.store, "rec1", DATA[:1000])
+    store_bytes(backend.store, "rec2", b"")
+    store_bytes(backend.store, "gone", DATA[:10])
+    backend.store.delete("gone")
+    uploading = backend.store.open_writer("rec3", "audio/wav")
+    uploading.write(DATA[:20_000])
+
+    listed = sorted(backend.store.list_ids())
+
+    uploading.abort()
+    assert listed == ["rec1", "rec2"]
+
+
+def test_listing_an_empty_store_names_nothing(backend: Backend) -> None:
+    assert list(backend.store.list_ids()) == []
 
 
 def test_reader_closed_early_releases_the_recording(backend: Backend) -> None:

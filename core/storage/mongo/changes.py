@@ -1,11 +1,11 @@
 """Follows the event collection with a MongoDB change stream, so that an event
 stored by any core reaches the subscribers of this one (SPEC 7).
 
-Used when core runs on a MongoDB replica set; in embedded mode the desk hands
-events to the hub directly. The follower runs on its own thread (pymongo
-blocks), resumes after errors from its last resume token, and when the
-oplog no longer holds that token it resets every subscriber, who then start
-over from a fresh snapshot.
+Used when core runs on a MongoDB replica set; on a single-writer store the
+unit of work hands events to the hub directly. The follower runs on its own
+thread (pymongo blocks), resumes after errors from its last resume token, and
+when the oplog no longer holds that token it resets every subscriber, who then
+start over from a fresh snapshot.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from typing import Any, Protocol
 
 from pymongo.errors import OperationFailure, PyMongoError
 
-from core.domain import CardChange, CardEvent
-from core.service import CallView, PublishedEvent
-from core.storage import utc
+from core.model import PublishedEvent
+from core.storage.mongo.documents import event_from_document
 
 log = logging.getLogger("vats.changes")
 
@@ -32,19 +31,6 @@ class Hub(Protocol):
     def publish(self, event: PublishedEvent) -> None: ...
 
     def reset_all(self) -> None: ...
-
-
-def event_from_doc(doc: Mapping[str, Any]) -> PublishedEvent:
-    return PublishedEvent(
-        seq=int(doc["_id"]),
-        kind=str(doc["kind"]),
-        view=CallView.from_doc(doc["view"]),
-        card_events=tuple(
-            CardEvent(int(c["employee_id"]), CardChange(c["change"]), str(c.get("reason", "")))
-            for c in doc.get("card_events", ())
-        ),
-        at=utc(doc["at"]) or doc["at"],
-    )
 
 
 class Resequencer:
@@ -155,7 +141,7 @@ class ChangeStreamFollower:
                         self.resume_token = stream.resume_token
                     self._hand_on(self.order.poll(time.monotonic()))
                     continue
-                event = event_from_doc(change["fullDocument"])
+                event = event_from_document(change["fullDocument"])
                 self._hand_on(self.order.push(event, time.monotonic()))
                 self.resume_token = stream.resume_token
 
