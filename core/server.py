@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import json
 import logging
@@ -57,6 +58,25 @@ SERVICE_NAMES = (
 )
 
 
+class DataDirInUse(RuntimeError):
+    """Another core process already writes this data directory."""
+
+
+def lock_data_dir(data_dir: Path) -> int:
+    """Hold the data directory for this process: one core writes a SQLite file.
+    The lock goes with the process, however it ends."""
+    fd = os.open(data_dir / "core.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DataDirInUse(
+            f"another core already runs on the data directory {data_dir}; "
+            "stop it first, or give this one its own VATS_DATA_DIR"
+        ) from None
+    return fd
+
+
 def open_store(config: CoreConfig) -> Store:
     """MongoDB when VATS_MONGODB_URI is set, else the SQLite file in the data directory."""
     if config.mongodb_uri:
@@ -66,7 +86,6 @@ def open_store(config: CoreConfig) -> Store:
     from core.storage.sqlite import SqliteStore
 
     data_dir = Path(config.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
     files = FileBlobStore(data_dir)
     files.discard_incomplete()
     return SqliteStore(data_dir / "vats.db", files)
@@ -95,6 +114,9 @@ class Core:
 
     def __init__(self, config: CoreConfig) -> None:
         self.config = config
+        data_dir = Path(config.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._data_lock = None if config.mongodb_uri else lock_data_dir(data_dir)
         self.store = open_store(config)
         self.runner = rpc.StorageRunner(config.storage_workers)
         self.signer = LinkSigner(
@@ -290,6 +312,9 @@ class Core:
         self.runner.shutdown()
         self.blob_runner.shutdown()
         self.store.close()
+        if self._data_lock is not None:
+            os.close(self._data_lock)
+            self._data_lock = None
 
 
 async def serve(config: CoreConfig) -> None:
@@ -309,4 +334,8 @@ async def serve(config: CoreConfig) -> None:
 def main() -> None:
     config = CoreConfig.from_env()
     logs.setup(config.log_level)
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except DataDirInUse as error:
+        log.error("%s", error)
+        raise SystemExit(1) from None

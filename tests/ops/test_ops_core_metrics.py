@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -14,7 +15,6 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from ops_support import Samples, scrape, value, wav_bytes
-from pymongo.errors import ServerSelectionTimeoutError
 
 from core import logs
 from core.config import CoreConfig
@@ -214,9 +214,17 @@ async def test_each_rpc_is_logged_once_with_the_callers_request_id(
     assert "demo-service" not in rpc_log.getvalue()
 
 
-class _UnreachableDatabase:
-    def command(self, name: str) -> Any:
-        raise ServerSelectionTimeoutError("no servers")
+@contextlib.contextmanager
+def database_file_gone(core: Core) -> Iterator[None]:
+    """The database file is moved away under the running core (a removed data
+    directory, a lost mount), then put back."""
+    path = Path(core.config.data_dir) / "vats.db"
+    away = path.with_name("vats.db.away")
+    path.rename(away)
+    try:
+        yield
+    finally:
+        away.rename(path)
 
 
 async def test_call_service_is_not_serving_while_storage_fails(core: Core) -> None:
@@ -237,14 +245,10 @@ async def test_call_service_is_not_serving_while_storage_fails(core: Core) -> No
         serving = health_pb2.HealthCheckResponse.SERVING
         not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
         assert await status(CALLS) == serving
-        database = core.store.db
-        core.store.db = _UnreachableDatabase()  # type: ignore[assignment]
-        try:
+        with database_file_gone(core):
             assert await becomes(CALLS, not_serving)
             assert await status("") == serving  # the process itself is alive
             assert value(await metrics(core), "vats_core_storage_up") == 0
-        finally:
-            core.store.db = database
         assert await becomes(CALLS, serving)
         assert value(await metrics(core), "vats_core_storage_up") == 1
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from falcon.testing import ASGIConductor
-from pymongo.errors import ServerSelectionTimeoutError
 
 from core.server import Core
 from gateway.app import create_app
@@ -17,9 +17,17 @@ from gateway.config import Config
 from tests.conftest import running_core
 
 
-class _UnreachableDatabase:
-    def command(self, name: str) -> Any:
-        raise ServerSelectionTimeoutError("no servers")
+@contextlib.contextmanager
+def database_file_gone(core: Core) -> Iterator[None]:
+    """The database file is moved away under the running core (a removed data
+    directory, a lost mount), then put back."""
+    path = Path(core.config.data_dir) / "vats.db"
+    away = path.with_name("vats.db.away")
+    path.rename(away)
+    try:
+        yield
+    finally:
+        away.rename(path)
 
 
 @pytest.fixture
@@ -54,9 +62,7 @@ async def test_gateway_is_not_ready_while_core_cannot_reach_its_storage(
         "core": "serving",
         "storage": "ok",
     }
-    database = core.store.db
-    core.store.db = _UnreachableDatabase()  # type: ignore[assignment]
-    try:
+    with database_file_gone(core):
         assert await readiness_becomes(gateway, 503) == {
             "status": "not_ready",
             "core": "not_serving",
@@ -65,6 +71,4 @@ async def test_gateway_is_not_ready_while_core_cannot_reach_its_storage(
         # Liveness and the overall health check do not depend on storage.
         assert (await gateway.simulate_get("/livez")).status_code == 200
         assert (await gateway.simulate_get("/healthz")).status_code == 200
-    finally:
-        core.store.db = database
     await readiness_becomes(gateway, 200)

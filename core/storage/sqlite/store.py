@@ -61,6 +61,7 @@ log = logging.getLogger("vats.storage")
 # How long a connection waits for a lock another process holds (a backup
 # reading, a checkpoint) before it gives up.
 BUSY_TIMEOUT_SECONDS = 5.0
+JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 # How long close() waits for a writing unit of work still running.
 CLOSE_WAIT_SECONDS = 10.0
 
@@ -185,6 +186,9 @@ class SqliteStore:
         self._readers: list[sqlite3.Connection] = []
         self._closed = False
         self._sink: EventSink | None = None
+        # The file the store opened: if the path stops naming it, writes would go
+        # to a file nobody will open again.
+        self._file_id: tuple[int, int] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -206,11 +210,14 @@ class SqliteStore:
                 # FULL syncs the log at every commit: a change is on disk before
                 # its caller hears that it is stored.
                 writer.execute("PRAGMA synchronous = FULL")
+                # A burst of writes may grow the log; once checkpointed it shrinks back to this.
+                writer.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT_BYTES}")
                 version = schema.migrate(writer)
             except BaseException:
                 writer.close()
                 raise
             self._writer = writer
+            self._file_id = _file_id(self.path)
         log.info("sqlite store %s ready at schema version %d", self.path, version)
 
     def close(self) -> None:
@@ -227,6 +234,8 @@ class SqliteStore:
                 if not acquired:
                     log.warning("closing %s while a unit of work still writes", self.path)
                 else:
+                    # Fresh statistics for the planner, sampled so that stopping stays quick.
+                    writer.execute("PRAGMA analysis_limit = 1000")
                     writer.execute("PRAGMA optimize")
                 writer.close()
         finally:
@@ -304,6 +313,10 @@ class SqliteStore:
         return removed
 
     def ping(self) -> None:
+        """Raise when the database cannot be read, or its path no longer names the
+        file the store has open (the data directory was removed or replaced)."""
+        if self._file_id is not None and _file_id(self.path) != self._file_id:
+            raise OSError(f"{self.path} is gone or was replaced while core runs")
         reader = self._take_reader()
         try:
             reader.execute("SELECT 1").fetchone()
@@ -377,3 +390,11 @@ if TYPE_CHECKING:
 
     def _is_a_store(store: SqliteStore) -> Store:
         return store
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
