@@ -83,12 +83,12 @@ def open_store(config: CoreConfig) -> Store:
         from core.storage.mongo import MongoStore
 
         return MongoStore.connect(config.mongodb_uri, config.mongodb_db)
-    from core.storage.sqlite import SqliteStore
+    from core.storage.sqlite import DATABASE_FILE, SqliteStore
 
     data_dir = Path(config.data_dir)
     files = FileBlobStore(data_dir)
     files.discard_incomplete()
-    return SqliteStore(data_dir / "vats.db", files)
+    return SqliteStore(data_dir / DATABASE_FILE, files)
 
 
 def link_secret(config: CoreConfig) -> bytes:

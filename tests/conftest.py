@@ -147,9 +147,24 @@ class LiveStack:
         _stop(self.core)
         self.core = None
 
+    def kill_core(self) -> None:
+        """SIGKILL: core gets no chance to finish anything, as in a crash or an OOM kill."""
+        if self.core is not None and self.core.poll() is None:
+            self.core.kill()
+            self.core.wait()
+        self.core = None
+
+    def stop_gateway(self) -> None:
+        _stop(self.gateway)
+        self.gateway = None
+
     def stop(self) -> None:
         _stop(self.gateway)
         _stop(self.core)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.env["VATS_DATA_DIR"])
 
     def log(self, module: str) -> str:
         path = self.workdir / f"{module}.log"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 
 from telephony.v1 import (
     call_pb2,
@@ -19,6 +21,10 @@ from vats_cli.render import Output
 
 class UsageError(Exception):
     """Arguments that parse but do not make a valid request (exit code 2)."""
+
+
+class CommandFailed(Exception):
+    """A command that works without core and could not be done (exit code 1)."""
 
 
 # Channels
@@ -421,3 +427,50 @@ def _card_event_line(event: call_service_pb2.CallCardEvent) -> str:
     if event.reason:
         parts.append(f"({event.reason})")
     return " ".join(parts)
+
+
+# Operations
+
+
+def backup(args: argparse.Namespace, out: Output) -> None:
+    # Imported here: only this command reads core's files, the others never load core.
+    from core.config import CoreConfig
+    from core.storage.sqlite import DATABASE_FILE, backup_file
+
+    try:
+        config = CoreConfig.from_env()
+    except ValueError as error:
+        raise CommandFailed(f"a VATS_ setting is malformed: {error}") from None
+    if config.mongodb_uri:
+        raise CommandFailed(
+            "the store is MongoDB (VATS_MONGODB_URI is set): back it up with mongodump "
+            "(see the README, Backups)"
+        )
+    data_dir = Path(config.data_dir)
+    database = data_dir / DATABASE_FILE
+    if not database.is_file():
+        raise CommandFailed(
+            f"no database at {database}: set VATS_DATA_DIR to core's data directory"
+        )
+    dest = Path(args.file)
+    if dest.is_dir():
+        raise CommandFailed(f"{dest} is a directory; name the backup file")
+    if not dest.parent.is_dir():
+        raise CommandFailed(f"no directory {dest.parent} to write {dest.name} in")
+    try:
+        backup_file(database, dest)
+    except ValueError as error:
+        raise CommandFailed(str(error)) from None
+    except FileNotFoundError:
+        raise CommandFailed(f"no database at {database}") from None
+    except OSError as error:
+        raise CommandFailed(f"cannot write {dest}: {error.strerror or error}") from None
+    except sqlite3.Error as error:
+        raise CommandFailed(f"backup of {database} failed: {error}") from None
+    size = dest.stat().st_size
+    recordings = data_dir / "recordings"
+    out.emit_data(
+        {"database": str(database), "backup": str(dest), "size_bytes": size},
+        f"backed up {database} to {dest} ({render.size(size)})\n"
+        f"Recordings are files in {recordings}: copy that directory too, after this backup.",
+    )

@@ -1,4 +1,5 @@
-"""`vats`: the admin command line of vats-bridge, a gRPC client of core.
+"""`vats`: the admin command line of vats-bridge, a gRPC client of core (and, for
+`vats backup`, a reader of its SQLite file).
 
 Errors are one line on stderr; the exit code is 2 for bad usage and 1 for failed requests.
 """
@@ -18,6 +19,8 @@ from vats_cli.render import Output
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 Handler = Callable[[argparse.Namespace, CoreClient, Output], None]
+# A command that works on this machine's files and needs no core.
+LocalHandler = Callable[[argparse.Namespace, Output], None]
 
 
 class Parser(argparse.ArgumentParser):
@@ -36,14 +39,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         or DEFAULT_TARGET
     )
     token = args.token or os.environ.get("VATS_ADMIN_TOKEN") or None
-    handler: Handler = args.handler
+    local: LocalHandler | None = getattr(args, "local", None)
     try:
-        with CoreClient(target, token, args.timeout) as core:
-            handler(args, core, Output(sys.stdout, args.json))
+        if local is not None:
+            local(args, Output(sys.stdout, args.json))
+        else:
+            handler: Handler = args.handler
+            with CoreClient(target, token, args.timeout) as core:
+                handler(args, core, Output(sys.stdout, args.json))
     except commands.UsageError as error:
         print(f"error: {error} (see '{args.prog} --help')", file=sys.stderr)
         return 2
-    except CoreError as error:
+    except (CoreError, commands.CommandFailed) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -72,6 +79,7 @@ def build_parser() -> Parser:
     _directory_commands(areas, common)
     _token_commands(areas, common)
     _call_commands(areas, common)
+    _operations_commands(areas)
     return parser
 
 
@@ -300,6 +308,23 @@ def _call_commands(areas: argparse._SubParsersAction[Parser], common: Parser) ->
         metavar="SEQ",
         help="replay events after this sequence number [0: current cards first]",
     )
+
+
+def _operations_commands(areas: argparse._SubParsersAction[Parser]) -> None:
+    summary = "copy the SQLite database to FILE; safe while core runs"
+    backup = areas.add_parser(
+        "backup",
+        help=summary,
+        description=(
+            f"{summary}. The database is VATS_DATA_DIR/vats.db (VATS_DATA_DIR: ./data when "
+            "unset); recordings are files beside it in VATS_DATA_DIR/recordings: copy that "
+            "directory after the backup. On MongoDB (VATS_MONGODB_URI set) use mongodump."
+        ),
+    )
+    backup.add_argument(
+        "file", metavar="FILE", help="where the copy goes (an existing file is replaced whole)"
+    )
+    backup.set_defaults(local=commands.backup, prog=backup.prog)
 
 
 def _id(text: str) -> int:

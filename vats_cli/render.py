@@ -128,6 +128,13 @@ class Output:
         else:
             self._write(text)
 
+    def emit_data(self, data: dict[str, Any], text: str) -> None:
+        """A result made here rather than by core: `data` as JSON, or the text."""
+        if self.as_json:
+            self._write(json.dumps(data, ensure_ascii=False, indent=2))
+        else:
+            self._write(text)
+
     def emit_line(self, message: Any, text: str) -> None:
         """One line per item of a stream: compact JSON or text."""
         if self.as_json:

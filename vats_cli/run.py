@@ -1,5 +1,5 @@
 """`make run`: starts core and gateway for trying vats-bridge out, with the demo seed on the
-embedded store, prints how to use them, and stops both on Ctrl-C or when either dies."""
+SQLite store in ./data, prints how to use them, and stops both on Ctrl-C or when either dies."""
 
 from __future__ import annotations
 
@@ -178,7 +178,12 @@ def banner(env: Mapping[str, str]) -> str:
             f"  Admin CLI:    VATS_CORE_TARGET={target} VATS_ADMIN_TOKEN={admin_tokens[0]} "
             f"{_cli_command()} channels list"
         )
-    lines += [f"  gRPC:         {env['VATS_GRPC_ADDR']} (telephony.v1, reflection on)", ""]
+    lines.append(f"  gRPC:         {env['VATS_GRPC_ADDR']} (telephony.v1, reflection on)")
+    if env.get("VATS_MONGODB_URI"):
+        lines.append("  Data:         MongoDB (VATS_MONGODB_URI)")
+    else:
+        lines.append(f"  Data:         {env['VATS_DATA_DIR']} (kept across restarts)")
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -301,8 +306,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m vats_cli.run",
         description=(
-            "Start core and gateway in the foreground (demo seed, embedded store unless "
-            "VATS_MONGODB_URI is set); Ctrl-C stops both."
+            "Start core and gateway in the foreground (demo seed; data in VATS_DATA_DIR, "
+            "./data by default, kept across restarts; MongoDB when VATS_MONGODB_URI is set); "
+            "Ctrl-C stops both."
         ),
     )
     parser.add_argument(

@@ -136,26 +136,36 @@ class RecordingLibrary:
             self.discard(recording_id)
         return len(stale)
 
-    def reconcile(self) -> tuple[int, int]:
-        """At start: remove files that no record names (an upload cut off before
-        its record was stored) and records whose file is gone. Returns both counts."""
+    def reconcile(self) -> tuple[int, int, int]:
+        """At start: remove files that no record names (an upload cut off before its
+        record was stored) and records of uploads no call took whose file is gone.
+        A call's recording whose file is gone keeps its record (the file may yet be
+        restored from a backup) and is reported. Returns the three counts."""
         with self.store.reading() as uow:
-            recorded = set(uow.recordings.ids())
+            recorded = {r: uow.recordings.get(r) for r in uow.recordings.ids()}
         stored = set(self.store.blobs.list_ids())
-        orphan_files = stored - recorded
+        orphan_files = stored - set(recorded)
         for recording_id in orphan_files:
             self.store.blobs.delete(recording_id)
-        missing = recorded - stored
-        if missing:
+        missing = [r for r in recorded.values() if r is not None and r.recording_id not in stored]
+        unattached = [r.recording_id for r in missing if not r.attached]
+        if unattached:
             with self.store.unit_of_work() as uow:
-                for recording_id in missing:
+                for recording_id in unattached:
                     uow.recordings.remove(recording_id)
                 uow.commit()
-        if orphan_files or missing:
+        lost = len(missing) - len(unattached)
+        if orphan_files or unattached:
             log.warning(
                 "recordings reconciled: %d files without a record removed, "
-                "%d records without a file removed",
+                "%d records of unattached uploads without a file removed",
                 len(orphan_files),
-                len(missing),
+                len(unattached),
             )
-        return len(orphan_files), len(missing)
+        if lost:
+            log.error(
+                "%d recordings of calls have no file under the data directory; "
+                "restore recordings/ from the backup",
+                lost,
+            )
+        return len(orphan_files), len(unattached), lost

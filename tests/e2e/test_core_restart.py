@@ -1,8 +1,5 @@
-"""Core restarted while card streams are open: clients resume and lose no event.
-
-The embedded store keeps its data across a graceful restart only with
-VATS_EMBEDDED_SNAPSHOT, which this test sets; on MongoDB that is the default.
-"""
+"""Core restarted while card streams are open, on the default SQLite store: clients
+resume where they were and lose no event, and an open SSE stream ends when core stops."""
 
 from __future__ import annotations
 
@@ -24,7 +21,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[LiveStack]:
-    stack = LiveStack(tmp_path, {"VATS_EMBEDDED_SNAPSHOT": str(tmp_path / "store.json")})
+    stack = LiveStack(tmp_path)
     try:
         stack.start_core()
         stack.start_gateway()
@@ -69,7 +66,10 @@ def wait_until_ready(stack: LiveStack) -> None:
         time.sleep(0.1)
 
 
-def test_streams_resume_across_a_core_restart_without_losing_events(stack: LiveStack) -> None:
+@pytest.mark.parametrize("stop", ["graceful", "sigkill"])
+def test_streams_resume_across_a_core_restart_without_losing_events(
+    stack: LiveStack, stop: str
+) -> None:
     audience = {"direction": "incoming", "phone": "+74951234567", "user_ids": [1, 2]}
     first = post(stack, {"action": "create_call", **audience}).json()["data"]
     anna = sse(stack, "demo-anna")
@@ -78,7 +78,10 @@ def test_streams_resume_across_a_core_restart_without_losing_events(stack: LiveS
     boris_seen = grpc_events(stack, "demo-boris", 0, 1)
     assert boris_seen[0].card.call_id == first["call_id"]
 
-    stack.stop_core()
+    if stop == "sigkill":
+        stack.kill_core()
+    else:
+        stack.stop_core()
     # While core is down nothing is accepted, so nothing can be lost.
     assert post(stack, {"action": "create_call", **audience}).status_code == 503
     anna.close()

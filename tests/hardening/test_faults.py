@@ -219,7 +219,6 @@ def test_core_sigterm_finishes_in_flight_work_ends_streams_and_loses_no_event(
         "VATS_RATE_LIMIT": "0",
         "VATS_TEST_STORAGE_DELAY_MS": "700",
         "VATS_CORE_TIMEOUT": "5",
-        "VATS_EMBEDDED_SNAPSHOT": str(tmp_path / "snapshot.json"),
     }
     with started(tmp_path, env) as stack, httpx.Client(timeout=15) as http:
         core = Core(stack)
@@ -251,7 +250,7 @@ def test_core_sigterm_finishes_in_flight_work_ends_streams_and_loses_no_event(
         last_id = max([int(shown.id or 0)] + [int(e.id or 0) for e in list(anna.events.queue)])
         seen = {shown.json["call_id"]} | {e.json.get("call_id") for e in list(anna.events.queue)}
         anna.close()
-        # Core comes back (from its snapshot); the gateway was not restarted.
+        # Core comes back on the same data; the gateway was not restarted.
         stack.start_core()
         wait_until(lambda: healthy(stack), 10, "the gateway did not reconnect to core")
         stored = Core(stack).get_call(second["call_id"])

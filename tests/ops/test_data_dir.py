@@ -3,6 +3,7 @@ at start with a clear message, and nothing of the first is disturbed."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import subprocess
@@ -26,8 +27,13 @@ async def test_a_second_core_on_the_same_data_directory_is_refused(tmp_path: Pat
             "VATS_GRPC_ADDR": f"127.0.0.1:{free_port()}",
             "VATS_METRICS_ADDR": "off",
         }
-        second = subprocess.run(
-            [sys.executable, "-m", "core"], cwd=ROOT, env=env, capture_output=True, timeout=30
+        second = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "core"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            timeout=30,
         )
         assert second.returncode == 1
         assert b"another core already runs on the data directory" in second.stderr

@@ -3,4 +3,14 @@
 from core.storage.sqlite.schema import LATEST_VERSION, SchemaError
 from core.storage.sqlite.store import SqliteStore, SqliteUnitOfWork, backup_file
 
-__all__ = ["LATEST_VERSION", "SchemaError", "SqliteStore", "SqliteUnitOfWork", "backup_file"]
+# The database's file name in the data directory.
+DATABASE_FILE = "vats.db"
+
+__all__ = [
+    "DATABASE_FILE",
+    "LATEST_VERSION",
+    "SchemaError",
+    "SqliteStore",
+    "SqliteUnitOfWork",
+    "backup_file",
+]
