@@ -28,7 +28,7 @@ $(PROTO_STAMP): $(STAMP) $(PROTOS)
 
 proto: $(PROTO_STAMP) ## Generate the Python gRPC code from proto/ (never edited by hand)
 
-run: $(PROTO_STAMP) ## Start core and gateway on the embedded store with the demo seed (Ctrl-C stops both)
+run: $(PROTO_STAMP) ## Start core and gateway on the SQLite store in ./data with the demo seed (Ctrl-C stops both)
 	$(PY) -m vats_cli.run
 
 test: $(PROTO_STAMP) ## Install, build the protos and run the whole test suite

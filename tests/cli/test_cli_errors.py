@@ -129,10 +129,9 @@ def test_cards_watch_with_core_down_fails_with_cannot_reach() -> None:
 
 
 def test_a_slow_core_fails_at_the_deadline(slow_core: str) -> None:
-    started = time.monotonic()
     result = Vats(slow_core)("channels", "list", "--timeout", "0.5")
 
-    assert time.monotonic() - started < 2
+    # Had the CLI waited for the answer (two seconds away), it would have succeeded.
     assert result.returncode == 1
     assert only_line(result.stderr) == f"error: core at {slow_core} did not answer within 0.5 s"
 
