@@ -1,15 +1,20 @@
-"""Helpers of the operations tests: reading Prometheus text, and a small WAV."""
+"""Helpers of the operations tests: reading Prometheus text, a small WAV, a storage fault."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+
+from core.server import Core
+from core.storage.sqlite import DATABASE_FILE
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -48,3 +53,16 @@ def json_lines(path: Path) -> list[dict[str, Any]]:
     """Every line of a log file, each of which must be one JSON object."""
     lines = path.read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines if line.strip()]
+
+
+@contextlib.contextmanager
+def database_file_gone(core: Core) -> Iterator[None]:
+    """The database file is moved away under the running core (a removed data
+    directory, a lost mount), then put back."""
+    path = Path(core.config.data_dir) / DATABASE_FILE
+    away = path.with_name(DATABASE_FILE + ".away")
+    path.rename(away)
+    try:
+        yield
+    finally:
+        away.rename(path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import logging
@@ -14,7 +13,7 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from ops_support import Samples, scrape, value, wav_bytes
+from ops_support import Samples, database_file_gone, scrape, value, wav_bytes
 
 from core import logs
 from core.config import CoreConfig
@@ -212,19 +211,6 @@ async def test_each_rpc_is_logged_once_with_the_callers_request_id(
     assert refused[0]["code"] == "UNAUTHENTICATED"
     assert refused[0]["request_id"]  # one is made up when the caller sends none
     assert "demo-service" not in rpc_log.getvalue()
-
-
-@contextlib.contextmanager
-def database_file_gone(core: Core) -> Iterator[None]:
-    """The database file is moved away under the running core (a removed data
-    directory, a lost mount), then put back."""
-    path = Path(core.config.data_dir) / "vats.db"
-    away = path.with_name("vats.db.away")
-    path.rename(away)
-    try:
-        yield
-    finally:
-        away.rename(path)
 
 
 async def test_call_service_is_not_serving_while_storage_fails(core: Core) -> None:

@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from falcon.testing import ASGIConductor
+from ops_support import database_file_gone
 
 from core.server import Core
 from gateway.app import create_app
 from gateway.config import Config
 from tests.conftest import running_core
-
-
-@contextlib.contextmanager
-def database_file_gone(core: Core) -> Iterator[None]:
-    """The database file is moved away under the running core (a removed data
-    directory, a lost mount), then put back."""
-    path = Path(core.config.data_dir) / "vats.db"
-    away = path.with_name("vats.db.away")
-    path.rename(away)
-    try:
-        yield
-    finally:
-        away.rename(path)
 
 
 @pytest.fixture
