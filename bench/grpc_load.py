@@ -1,7 +1,6 @@
 """The gRPC load generator: a separate process that calls CallService with N concurrent callers.
 
     python -m bench.grpc_load calls --target HOST:PORT --concurrency 32 --duration 5
-    python -m bench.grpc_load seed --target HOST:PORT --count 10000 --concurrency 32
 
 Prints one JSON object (the last line of stdout).
 """
@@ -118,38 +117,9 @@ async def calls(args: argparse.Namespace) -> dict[str, Any]:
         await callers.close()
 
 
-async def seed(args: argparse.Namespace) -> dict[str, Any]:
-    """Create `count` calls through CreateCall as fast as `concurrency` callers go, stopping
-    early after `max_seconds`."""
-    callers = Callers(args.target, args.token, args.channels)
-    numbers = iter(range(args.count))
-    errors = done = 0
-    deadline = time.perf_counter() + args.max_seconds
-
-    async def worker(index: int) -> None:
-        nonlocal errors, done
-        for n in numbers:
-            if time.perf_counter() > deadline:
-                return
-            request = create_request(args.channel_key, f"{args.prefix}-{n}")
-            try:
-                await callers.stub(index).CreateCall(request, metadata=callers.metadata)
-                done += 1
-            except grpc.aio.AioRpcError:
-                errors += 1
-
-    began = time.perf_counter()
-    try:
-        await asyncio.gather(*(worker(i) for i in range(args.concurrency)))
-    finally:
-        await callers.close()
-    elapsed = time.perf_counter() - began
-    return {"count": done, "errors": errors, "seconds": elapsed, "rate": done / elapsed}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.grpc_load")
-    parser.add_argument("mode", choices=("calls", "seed"))
+    parser.add_argument("mode", choices=("calls",))
     parser.add_argument("--target", required=True)
     parser.add_argument("--token", default="demo-service")
     parser.add_argument("--channel-key", default="demo-channel-key")
@@ -157,12 +127,9 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=1)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--count", type=int, default=1000)
-    parser.add_argument("--max-seconds", type=float, default=3600.0)
     parser.add_argument("--prefix", default=f"g{time.time_ns()}")
     args = parser.parse_args()
-    modes = {"calls": calls, "seed": seed}
-    print(json.dumps(asyncio.run(modes[args.mode](args))))
+    print(json.dumps(asyncio.run(calls(args))))
 
 
 if __name__ == "__main__":

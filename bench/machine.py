@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import platform
+import sqlite3
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("grpcio", "protobuf", "falcon", "uvicorn", "uvloop", "httptools", "mongomock")
+PACKAGES = ("grpcio", "protobuf", "falcon", "uvicorn", "uvloop", "httptools")
 
 
 def _first(path: str, key: str) -> str:
@@ -30,6 +31,8 @@ def describe() -> dict[str, str]:
             versions.append(f"{name} {metadata.version(name)}")
         except metadata.PackageNotFoundError:
             continue
+    # The store is the standard library's sqlite3 module; what counts is the library it runs.
+    versions.append(f"SQLite {sqlite3.sqlite_version}")
     return {
         "cpu": _first("/proc/cpuinfo", "model name"),
         "cores": str(os.cpu_count()),

@@ -81,7 +81,7 @@ def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
-def wait_grpc(target: str, proc: Proc, timeout: float = 60.0) -> None:
+def wait_grpc(target: str, proc: Proc, timeout: float = 60.0, poll: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(target) as ch:
         stub = health_pb2_grpc.HealthStub(ch)
@@ -94,7 +94,7 @@ def wait_grpc(target: str, proc: Proc, timeout: float = 60.0) -> None:
                 pass
             if not proc.alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"{proc.name} did not start:\n{proc.log()[-3000:]}")
-            time.sleep(0.05)
+            time.sleep(poll)
 
 
 def wait_http(url: str, proc: Proc, timeout: float = 60.0) -> None:
@@ -143,6 +143,7 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
             **(extra_env or {}),
         }
+        # Measured on the default store (SQLite in the data directory), whatever the shell says.
         self.env.pop("VATS_MONGODB_URI", None)
         self.with_gateway = gateway
         self.core: Proc | None = None
@@ -152,19 +153,39 @@ class Stack:
     def calls_url(self) -> str:
         return f"{self.http_url}/api/v2/telephony/calls/{CHANNEL_KEY}"
 
+    @property
+    def history_url(self) -> str:
+        return f"{self.http_url}/api/v2/telephony/history"
+
+    def start_core(self) -> float:
+        """Start core; seconds from starting the process to its health check answering
+        SERVING (imports, opening and migrating the store, the seed, binding the port)."""
+        began = time.perf_counter()
+        self.core = Proc("core", python_module("core"), self.workdir, self.env)
+        wait_grpc(self.grpc_target, self.core, timeout=300, poll=0.01)
+        return time.perf_counter() - began
+
+    def stop_core(self) -> None:
+        if self.core is not None:
+            self.core.stop()
+            self.core = None
+
+    def start_gateway(self) -> None:
+        self.gateway = Proc("gateway", python_module("gateway"), self.workdir, self.env)
+        wait_http(self.http_url + "/healthz", self.gateway)
+
     def start(self) -> Stack:
         if self.with_core:
-            self.core = Proc("core", python_module("core"), self.workdir, self.env)
-            wait_grpc(self.grpc_target, self.core)
+            self.start_core()
         if self.with_gateway:
-            self.gateway = Proc("gateway", python_module("gateway"), self.workdir, self.env)
-            wait_http(self.http_url + "/healthz", self.gateway)
+            self.start_gateway()
         return self
 
     def stop(self) -> None:
         for proc in (self.gateway, self.core):
             if proc is not None:
                 proc.stop()
+        self.gateway = self.core = None
 
 
 @contextlib.contextmanager
@@ -177,7 +198,12 @@ def running_stack(workdir: Path, **kwargs: Any) -> Iterator[Stack]:
 
 
 def run_load(
-    module: str, args: Sequence[str], log_dir: Path, name: str, timeout: float
+    module: str,
+    args: Sequence[str],
+    log_dir: Path,
+    name: str,
+    timeout: float,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run a load-generator process to its end; it prints one JSON object as its last line."""
     log = log_dir / f"{name}.err"
@@ -185,6 +211,7 @@ def run_load(
         done = subprocess.run(
             python_module(module, *args),
             cwd=ROOT,
+            env=env,
             stdout=subprocess.PIPE,
             stderr=err,
             timeout=timeout,
