@@ -10,7 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from core import domain
 from core.auth import Role
-from core.model import CallView, Channel, Recording, Token
+from core.model import CallView, Channel, Contact, Recording, Token
 from telephony.v1 import call_pb2, channel_service_pb2, directory_service_pb2
 
 State = call_pb2.Call.State
@@ -207,4 +207,14 @@ def token_message(token: Token) -> directory_service_pb2.Token:
         employee_id=token.employee_id or 0,
         description=token.description,
         create_time=timestamp(token.created_at),
+    )
+
+
+def contact_message(contact: Contact) -> directory_service_pb2.PhoneContact:
+    return directory_service_pb2.PhoneContact(
+        contact_id=contact.contact_id,
+        name=contact.name,
+        # A number that is not possible in E.164 is matched on its digits alone.
+        phone=contact.phone_e164 or "".join(ch for ch in contact.key if ch.isdigit()),
+        create_time=timestamp(contact.created_at),
     )

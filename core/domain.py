@@ -95,6 +95,13 @@ class CreateCall:
             errors["phone"] = "must contain digits"
         _check_pbx_id(errors, "pbx_call_id", self.pbx_call_id)
         _check_comment(errors, self.comment)
+        _check_no_nul(
+            errors,
+            phone=self.phone,
+            pbx_call_id=self.pbx_call_id,
+            pbx_user_ids=self.pbx_user_ids,
+            comment=self.comment,
+        )
         given = [
             name
             for name, ids in (
@@ -159,6 +166,12 @@ class UpdateCall:
             errors["user_id"] = "must be a positive integer"
         _check_pbx_id(errors, "pbx_user_id", self.pbx_user_id)
         _check_comment(errors, self.comment)
+        _check_no_nul(
+            errors,
+            pbx_call_id=self.pbx_call_id,
+            pbx_user_id=self.pbx_user_id,
+            comment=self.comment,
+        )
         if errors:
             raise InvalidRequest.of(errors)
 
@@ -175,6 +188,15 @@ def _check_pbx_id(errors: dict[str, str], name: str, value: str | None) -> None:
 def _check_comment(errors: dict[str, str], comment: str | None) -> None:
     if comment is not None and len(comment) > MAX_COMMENT_LENGTH:
         errors["comment"] = f"longer than {MAX_COMMENT_LENGTH} characters"
+
+
+def _check_no_nul(errors: dict[str, str], **texts: str | tuple[str, ...] | None) -> None:
+    """No PBX means a NUL character: it ends text early in C code and logs, and a PBX id or
+    phone with one would never match the one the PBX sends next."""
+    for name, value in texts.items():
+        values = (value,) if isinstance(value, str) else value or ()
+        if any("\x00" in text for text in values):
+            errors[name] = "must not contain NUL characters"
 
 
 # --- directory facts the rules need ----------------------------------------
@@ -228,18 +250,23 @@ def _unique(ids: Iterable[int]) -> tuple[int, ...]:
 
 
 def normalize_phone(phone: str, region: str) -> str:
-    """The E.164 form of a number, or "" when it cannot be parsed as one."""
+    """The E.164 form of a real number, or "" for anything else.
+
+    Only a number valid in its country's numbering plan gets one: "possible" would take
+    the seven digits of an internal extension for a local number and make up "+71234567",
+    which nobody can dial. Short numbers are matched on their digits (`contact_key`).
+    """
     try:
         parsed = phonenumbers.parse(phone.strip(), region)
     except phonenumbers.NumberParseException:
         return ""
-    if not phonenumbers.is_possible_number(parsed):
+    if not phonenumbers.is_valid_number(parsed):
         return ""
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 def contact_key(phone: str, region: str) -> str:
-    """What contacts are matched by: E.164 when possible, else the digits alone."""
+    """What contacts are matched by: E.164 for a real number, else the digits alone."""
     e164 = normalize_phone(phone, region)
     if e164:
         return e164

@@ -76,6 +76,13 @@ class Conflict(DomainError):
     reason = "conflict"
 
 
+class ContactInUse(DomainError):
+    """A contact that calls are linked to: removing it would leave their tickets
+    pointing nowhere, so it stays while they do (gRPC FAILED_PRECONDITION)."""
+
+    reason = "contact_in_use"
+
+
 class RangeNotSatisfiable(DomainError):
     """A byte range that starts past the end of a recording (HTTP 416)."""
 

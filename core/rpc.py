@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -28,7 +29,7 @@ from core.auth import Principal, Role
 from core.events import EventStreams
 from core.model import Department, Employee, Group, Recording
 from core.recordings import LinkSigner
-from core.recordings.library import RecordingLibrary
+from core.recordings.library import RecordingLibrary, Upload
 from telephony.v1 import (
     call_service_pb2,
     call_service_pb2_grpc,
@@ -53,6 +54,7 @@ STATUS_CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     errors.Conflict: grpc.StatusCode.ABORTED,
     errors.RangeNotSatisfiable: grpc.StatusCode.OUT_OF_RANGE,
+    errors.ContactInUse: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 
@@ -400,30 +402,61 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
             (Role.SERVICE,),
             lambda _: self.h.app.channels.resolve(_channel_ref(metadata.channel)),
         )
-        upload = await self.blobs.run(
-            lambda: self.library.start_upload(channel.channel_id, metadata.file_name)
-        )
+        # A job handed to a thread runs to its end even when the wait for it is cancelled:
+        # the one in flight is kept here, to be waited for before what it did is undone.
+        in_flight: list[asyncio.Future[Any]] = []
+
+        async def settled(job: Awaitable[T]) -> T:
+            in_flight[:] = [asyncio.ensure_future(job)]
+            return await asyncio.shield(in_flight[0])
+
+        upload: Upload | None = None
         try:
+            upload = await settled(
+                self.blobs.run(
+                    lambda: self.library.start_upload(channel.channel_id, metadata.file_name)
+                )
+            )
             async for message in request_iterator:
                 if message.WhichOneof("part") != "chunk":
                     raise errors.InvalidRequest.of({"chunk": "only the first message is metadata"})
-                await self.blobs.run(upload.write, message.chunk)
-            recording = await self.blobs.run(upload.finish)
-            await self.h.runner.run(lambda: self.library.save(recording))
+                await settled(self.blobs.run(upload.write, message.chunk))
+            recording = await settled(self.blobs.run(upload.finish))
+            await settled(self.h.runner.run(lambda: self.library.save(recording)))
         except errors.DomainError as error:
-            await self.blobs.run(upload.abort)
+            if upload is not None:
+                await self.blobs.run(upload.abort)
             # Read what the client still sends: aborting during its write can
             # replace this status with a transport error on the client's side.
             async for _ in request_iterator:
                 pass
             await abort(context, error)
         except BaseException:
-            # The client went away or the server is stopping: nothing is kept.
-            await self.blobs.run(upload.abort)
+            # The client went away or the server is stopping: nothing is kept, not even a
+            # recording kept meanwhile (grpc.aio ends the request stream as if complete
+            # when the client cancels while core waits for the next chunk).
+            await asyncio.shield(self._forget_upload(upload, in_flight))
             raise
         return call_service_pb2.UploadRecordResponse(
             recording=convert.recording_message(recording, self.h.links)
         )
+
+    async def _forget_upload(
+        self, upload: Upload | None, in_flight: list[asyncio.Future[Any]]
+    ) -> None:
+        """Remove what an abandoned upload left, once the job in flight is done: its part
+        file, or its file and record if they were kept meanwhile."""
+        for job in in_flight:
+            with contextlib.suppress(Exception):
+                result = await job
+                if upload is None and isinstance(result, Upload):
+                    upload = result
+        if upload is None:
+            return
+        recording_id = upload.recording_id
+        await self.blobs.run(upload.abort)
+        await self.h.runner.run(lambda: self.library.discard(recording_id))
+        await self.blobs.run(self.library.store.blobs.delete, recording_id)
 
     async def DownloadRecord(
         self,
@@ -683,6 +716,48 @@ class DirectoryServicer(directory_service_pb2_grpc.DirectoryServiceServicer):
                 groups=[_group(d) for d in self.h.app.directory.list_groups()]
             ),
         )
+
+    async def UpsertContact(
+        self,
+        request: directory_service_pb2.UpsertContactRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> directory_service_pb2.UpsertContactResponse:
+        return await self.h.call(
+            context,
+            (),
+            lambda _: directory_service_pb2.UpsertContactResponse(
+                contact=convert.contact_message(
+                    self.h.app.directory.upsert_contact(request.phone, request.name)
+                )
+            ),
+        )
+
+    async def ListContacts(
+        self,
+        request: directory_service_pb2.ListContactsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> directory_service_pb2.ListContactsResponse:
+        def work(_: Principal) -> directory_service_pb2.ListContactsResponse:
+            contacts, next_token = self.h.app.directory.list_contacts(
+                request.page_size, request.page_token
+            )
+            return directory_service_pb2.ListContactsResponse(
+                contacts=[convert.contact_message(c) for c in contacts],
+                next_page_token=next_token,
+            )
+
+        return await self.h.call(context, (), work)
+
+    async def RemoveContact(
+        self,
+        request: directory_service_pb2.RemoveContactRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> directory_service_pb2.RemoveContactResponse:
+        def work(_: Principal) -> directory_service_pb2.RemoveContactResponse:
+            self.h.app.directory.remove_contact(request.contact_id)
+            return directory_service_pb2.RemoveContactResponse()
+
+        return await self.h.call(context, (), work)
 
     async def IssueToken(
         self,

@@ -129,7 +129,7 @@ class Core:
             queries=CallQueries(self.store, region=config.default_region),
             cards=self.cards,
             channels=ChannelAdmin(self.store, public_url=config.public_url),
-            directory=DirectoryAdmin(self.store),
+            directory=DirectoryAdmin(self.store, region=config.default_region),
             tokens=TokenDesk(self.store),
         )
         self.blob_runner = rpc.StorageRunner(4)
@@ -161,7 +161,7 @@ class Core:
             self.library.reconcile()
         if self.config.seed_path:
             seed = json.loads(Path(self.config.seed_path).read_text(encoding="utf-8"))
-            apply_seed(self.app, seed, self.config.default_region)
+            apply_seed(self.app, seed)
 
     async def start(self) -> int:
         await self.runner.run(self.prepare)

@@ -2,32 +2,64 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import sys
+
 import uvicorn
 
 from gateway import logs
-from gateway.app import create_app
+from gateway.app import GatewayApp, create_app
 from gateway.config import Config
+
+# uvicorn's exit status when the server could not start.
+STARTUP_FAILURE = 3
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn, ending the card streams as soon as shutdown begins.
+
+    Card streams never end by themselves, and uvicorn tells the app it is
+    stopping (the lifespan shutdown event) only once every request has ended.
+    """
+
+    def __init__(self, config: uvicorn.Config, app: GatewayApp) -> None:
+        super().__init__(config)
+        self._app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._app.end_streams()
+        await super().shutdown(sockets)
 
 
 def main() -> None:
     config = Config()
     logs.setup(config.log_level)
     host, port = config.http_host_port
-    uvicorn.run(
-        create_app(config),
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        proxy_headers=True,
-        # uvicorn's access log shows raw paths (channel keys) and query strings
-        # (tokens): the gateway writes its own, by route template.
-        access_log=False,
-        log_config=None,
-        # Card streams never end by themselves: give them a few seconds, then close.
-        timeout_graceful_shutdown=config.shutdown_grace,
+    app = create_app(config)
+    server = GatewayServer(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            proxy_headers=True,
+            # uvicorn's access log shows raw paths (channel keys) and query strings
+            # (tokens): the gateway writes its own, by route template.
+            access_log=False,
+            log_config=None,
+            # Streams end at once at shutdown; other requests get this long to finish.
+            timeout_graceful_shutdown=config.shutdown_grace,
+        ),
+        app,
     )
+    # uvicorn re-raises the Ctrl-C it handled once it has shut down.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
 
 
 if __name__ == "__main__":

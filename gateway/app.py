@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import falcon
@@ -11,7 +13,7 @@ import falcon.asgi
 
 from gateway import errors
 from gateway.calls import CallsResource
-from gateway.cards import CardsResource
+from gateway.cards import CLIENT_GONE, CardsResource
 from gateway.config import Config
 from gateway.core_client import CoreClient
 from gateway.health import (
@@ -39,12 +41,50 @@ class RequestIdMiddleware:
         resp.set_header("X-Request-ID", request_id)
 
 
-def create_app(config: Config | None = None, core: CoreClient | None = None) -> falcon.asgi.App:
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class GatewayApp(falcon.asgi.App):
+    """Falcon's app, plus what card streams need to end promptly.
+
+    Falcon notices a client that hung up only when it next writes to it, and a
+    card stream may not write for a whole keepalive period: every request gets
+    an event, set when the server reports `http.disconnect`, that its stream
+    can wait on. `end_streams` ends every card stream, for a quick shutdown.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stopping = asyncio.Event()
+
+    def end_streams(self) -> None:
+        self.stopping.set()
+
+    async def __call__(  # type: ignore[override]
+        self, scope: dict[str, Any], receive: Receive, send: Send
+    ) -> None:
+        if scope.get("type") != "http":
+            await super().__call__(scope, receive, send)
+            return
+        gone = asyncio.Event()
+
+        async def receive_noting_hang_up() -> MutableMapping[str, Any]:
+            message = await receive()
+            if message.get("type") == "http.disconnect":
+                gone.set()
+            return message
+
+        scope[CLIENT_GONE] = gone
+        await super().__call__(scope, receive_noting_hang_up, send)
+
+
+def create_app(config: Config | None = None, core: CoreClient | None = None) -> GatewayApp:
     config = config or Config()
     core = core or CoreClient(config)
 
     middleware: list[Any] = [RequestIdMiddleware(), RequestObserver(), core]
-    app = falcon.asgi.App(middleware=middleware)
+    app = GatewayApp(middleware=middleware)
     multipart = app.req_options.media_handlers[falcon.MEDIA_MULTIPART]
     assert isinstance(multipart, falcon.media.MultipartFormHandler)
     multipart.parse_options.max_body_part_count = config.max_form_parts
@@ -53,7 +93,7 @@ def create_app(config: Config | None = None, core: CoreClient | None = None) -> 
 
     app.add_route("/api/v2/telephony/calls/{channel_key}", CallsResource(config, core))
     app.add_route("/api/v2/telephony/records/{recording_id}", RecordsResource(core))
-    app.add_route("/api/v2/telephony/cards/stream", CardsResource(config, core))
+    app.add_route("/api/v2/telephony/cards/stream", CardsResource(config, core, app.stopping))
     app.add_route("/api/v2/telephony/history", CallHistoryResource(config, core))
     app.add_route("/api/v2/telephony/history/{call_id}", CallResource(config, core))
     app.add_route("/healthz", HealthResource(core))

@@ -1,4 +1,4 @@
-"""Reads a PBX request body of any accepted type into a RawForm; a recording is streamed on."""
+"""Reads a PBX request body of any accepted type into a call; a recording is streamed on."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ Uploader = Callable[[str, AsyncIterator[bytes]], Awaitable[str]]
 
 @dataclass(frozen=True)
 class CallBody:
-    form: forms.RawForm
+    call: forms.CreateCall | forms.UpdateCall
     recording_id: str = ""
 
 
@@ -44,7 +44,15 @@ def unsupported(message: str) -> GatewayError:
     return GatewayError(415, "unsupported_media_type", message)
 
 
+def cut_off() -> GatewayError:
+    return bad_request("the body ended early: the connection closed before all of it came")
+
+
 async def read_call_body(req: falcon.asgi.Request, config: Config, upload: Uploader) -> CallBody:
+    """The call the body describes, and the id of its recording once core has it whole.
+
+    A body refused for any reason, including one that ends early, leaves no recording.
+    """
     media_type, params = falcon.parse_header(req.content_type or "")
     media_type = media_type.strip().lower()
     charset = params.get("charset") or None
@@ -55,18 +63,30 @@ async def read_call_body(req: falcon.asgi.Request, config: Config, upload: Uploa
     body = await _read_limited(req, config.max_body_bytes)
     try:
         if media_type == JSON:
-            return CallBody(forms.from_json(body, charset, config.max_form_parts))
-        return CallBody(forms.from_urlencoded(body, charset))
+            form = forms.from_json(body, charset, config.max_form_parts)
+        else:
+            form = forms.from_urlencoded(body, charset)
     except forms.UnparsableBody as err:
         raise bad_request(str(err)) from None
     except forms.UnsupportedCharset as err:
         raise unsupported(str(err)) from None
     except forms.TooManyFields as err:
         raise too_large(str(err)) from None
+    return CallBody(_parse(form))
+
+
+def _parse(form: forms.RawForm) -> forms.CreateCall | forms.UpdateCall:
+    if form.values("audio_record"):
+        raise invalid_fields({"audio_record": "must be a file sent as multipart/form-data"})
+    try:
+        return forms.parse_call(form)
+    except forms.FormError as err:
+        raise invalid_fields(err.fields) from None
 
 
 async def _read_limited(req: falcon.asgi.Request, limit: int) -> bytes:
-    if req.content_length is not None and req.content_length > limit:
+    expected = req.content_length
+    if expected is not None and expected > limit:
         raise too_large(f"the body is over {limit} bytes")
     chunks: list[bytes] = []
     size = 0
@@ -75,53 +95,139 @@ async def _read_limited(req: falcon.asgi.Request, limit: int) -> bytes:
         if size > limit:
             raise too_large(f"the body is over {limit} bytes")
         chunks.append(chunk)
+    if expected is not None and size < expected:
+        # Falcon's stream just ends when the client goes away: what came is not the form.
+        raise cut_off()
     return b"".join(chunks)
 
 
 async def _read_multipart(req: falcon.asgi.Request, config: Config, upload: Uploader) -> CallBody:
-    form_parts: MultipartForm = await req.get_media()
+    body = _CountedBody(req.stream)
+    try:
+        return await _read_parts(req, body, config, upload)
+    except MultipartParseError as err:
+        if req.content_length is not None and body.received < req.content_length:
+            raise cut_off() from None
+        raise bad_request(f"not a well-formed multipart form: {err.description}") from None
+
+
+class _CountedBody:
+    """The request body, counted as it arrives: Falcon's stream just ends when the client
+    goes away, and its own count (`tell`) also counts the first chunk twice."""
+
+    def __init__(self, stream: falcon.asgi.BoundedStream) -> None:
+        self._stream = stream
+        self.received = 0
+
+    async def read(self, size: int | None = -1, /) -> bytes:
+        data = await self._stream.read(size)
+        self.received += len(data)
+        return data
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncGenerator[bytes, None]:
+        async for chunk in self._stream:
+            self.received += len(chunk)
+            yield chunk
+
+
+async def _read_parts(
+    req: falcon.asgi.Request, body: _CountedBody, config: Config, upload: Uploader
+) -> CallBody:
+    handler = req.options.media_handlers[falcon.MEDIA_MULTIPART]
+    assert isinstance(handler, falcon.media.MultipartFormHandler)
+    form_parts = await handler.deserialize_async(body, req.content_type, req.content_length)
     async with contextlib.aclosing(_counted(form_parts, config.max_form_parts)) as parts:
-        return await _read_parts(parts, config, upload)
+        reader = _FormReader(parts, config)
+        async for part in parts:
+            name, file_name, charset = _part_headers(part)
+            if _is_recording(name, file_name):
+                assert file_name is not None
+                recording_id = await reader.upload(part, file_name, upload)
+                assert reader.call is not None
+                return CallBody(reader.call, recording_id)
+            await reader.read_field(part, name, file_name, charset)
+    return CallBody(_parse(reader.form))
 
 
-async def _read_parts(parts: AsyncIterator[BodyPart], config: Config, upload: Uploader) -> CallBody:
-    form = forms.RawForm()
-    recording_id = ""
-    budget = config.max_body_bytes
-    async for part in parts:
-        try:
-            name, file_name = part.name or "", part.filename
-            charset = falcon.parse_header(part.content_type)[1].get("charset") or "utf-8"
-        except (UnicodeError, ValueError):
-            raise bad_request("a form part has unreadable headers") from None
-        try:
-            charset = forms.check_charset(charset)
-        except forms.UnsupportedCharset as err:
-            raise unsupported(str(err)) from None
-        parsed = forms.field_name(name)
-        if file_name is not None and parsed is not None and parsed[0] == "audio_record":
-            if recording_id:
-                raise invalid_fields({"audio_record": "only one recording per request"})
-            recording_id = await _upload(part, file_name, config.max_record_bytes, upload)
-            continue
+def _part_headers(part: BodyPart) -> tuple[str, str | None, str]:
+    """The part's field name, file name (None for a plain field) and charset."""
+    try:
+        name, file_name = part.name or "", part.filename
+        charset = falcon.parse_header(part.content_type)[1].get("charset") or "utf-8"
+    except (UnicodeError, ValueError):
+        raise bad_request("a form part has unreadable headers") from None
+    try:
+        return name, file_name, forms.check_charset(charset)
+    except forms.UnsupportedCharset as err:
+        raise unsupported(str(err)) from None
+
+
+def _is_recording(name: str, file_name: str | None) -> bool:
+    parsed = forms.field_name(name)
+    return file_name is not None and parsed is not None and parsed[0] == "audio_record"
+
+
+class _FormReader:
+    """Collects a multipart form's fields; the recording goes on to core as it arrives."""
+
+    def __init__(self, parts: AsyncIterator[BodyPart], config: Config) -> None:
+        self.parts = parts
+        self.config = config
+        self.form = forms.RawForm()
+        self.budget = config.max_body_bytes
+        # The call the whole form describes, once it has been read to its end.
+        self.call: forms.CreateCall | forms.UpdateCall | None = None
+
+    async def read_field(
+        self, part: BodyPart, name: str, file_name: str | None, charset: str
+    ) -> None:
+        limit = self.config.max_body_bytes
         if file_name is not None:
             # Some other file: not ours to keep, but it counts against the body limit.
             async for chunk in part.stream:
-                budget -= len(chunk)
-                if budget < 0:
-                    raise too_large(f"the form is over {config.max_body_bytes} bytes")
-            continue
-        data = await part.stream.read(config.max_field_bytes + 1)
-        if len(data) > config.max_field_bytes:
-            raise too_large(f"form field {name!r} is over {config.max_field_bytes} bytes")
-        budget -= len(data)
-        if budget < 0:
-            raise too_large(f"the form is over {config.max_body_bytes} bytes")
+                self.budget -= len(chunk)
+                if self.budget < 0:
+                    raise too_large(f"the form is over {limit} bytes")
+            return
+        data = await part.stream.read(self.config.max_field_bytes + 1)
+        if len(data) > self.config.max_field_bytes:
+            raise too_large(f"form field {name!r} is over {self.config.max_field_bytes} bytes")
+        self.budget -= len(data)
+        if self.budget < 0:
+            raise too_large(f"the form is over {limit} bytes")
         try:
-            form.add(name, data.decode(charset))
+            self.form.add(name, data.decode(charset))
         except UnicodeError:
             raise bad_request(f"form field {name!r} is not valid {charset} text") from None
-    return CallBody(form, recording_id)
+
+    async def upload(self, part: BodyPart, file_name: str, upload: Uploader) -> str:
+        first = await part.stream.read(CHUNK_SIZE)
+        if not first:
+            raise invalid_fields({"audio_record": "the file is empty"})
+        async with contextlib.aclosing(self._recording(part, first)) as chunks:
+            return await upload(file_name, chunks)
+
+    async def _recording(self, part: BodyPart, first: bytes) -> AsyncGenerator[bytes, None]:
+        limit = self.config.max_record_bytes
+        chunk, total = first, 0
+        while chunk:
+            total += len(chunk)
+            if total > limit:
+                raise too_large(f"the recording is over {limit // (1024 * 1024)} MB")
+            yield chunk
+            chunk = await part.stream.read(CHUNK_SIZE)
+        # Core keeps the recording once this ends, so the rest of the form is read first:
+        # a body cut off after the recording, or a form that is refused, cancels the upload
+        # and leaves nothing behind.
+        async for rest in self.parts:
+            name, file_name, charset = _part_headers(rest)
+            if _is_recording(name, file_name):
+                raise invalid_fields({"audio_record": "only one recording per request"})
+            await self.read_field(rest, name, file_name, charset)
+        self.call = _parse(self.form)
 
 
 async def _counted(form_parts: MultipartForm, limit: int) -> AsyncGenerator[BodyPart, None]:
@@ -140,20 +246,3 @@ async def _counted(form_parts: MultipartForm, limit: int) -> AsyncGenerator[Body
         if seen <= limit:
             return
     raise too_large(f"the form has more than {limit} parts")
-
-
-async def _upload(part: BodyPart, file_name: str, limit: int, upload: Uploader) -> str:
-    first = await part.stream.read(CHUNK_SIZE)
-    if not first:
-        raise invalid_fields({"audio_record": "the file is empty"})
-    return await upload(file_name, _chunks(part, first, limit))
-
-
-async def _chunks(part: BodyPart, first: bytes, limit: int) -> AsyncIterator[bytes]:
-    chunk, total = first, 0
-    while chunk:
-        total += len(chunk)
-        if total > limit:
-            raise too_large(f"the recording is over {limit // (1024 * 1024)} MB")
-        yield chunk
-        chunk = await part.stream.read(CHUNK_SIZE)

@@ -9,7 +9,7 @@ import falcon.asgi
 from gateway import bodies, convert, forms
 from gateway.config import Config
 from gateway.core_client import CoreClient
-from gateway.errors import GatewayError, invalid_fields
+from gateway.errors import GatewayError
 from gateway.metrics import RATE_LIMITED
 from gateway.ratelimit import RateLimiter
 
@@ -47,12 +47,7 @@ class CallsResource:
             return recording.recording_id
 
         body = await bodies.read_call_body(req, self._config, upload)
-        if body.form.values("audio_record"):
-            raise invalid_fields({"audio_record": "must be a file sent as multipart/form-data"})
-        try:
-            form = forms.parse_call(body.form)
-        except forms.FormError as err:
-            raise invalid_fields(err.fields) from None
+        form = body.call
         # Metrics and the request's log line count requests by action.
         req.context.action = "create_call" if isinstance(form, forms.CreateCall) else "update_call"
         idempotency_key = req.get_header("Idempotency-Key") or ""

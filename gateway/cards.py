@@ -7,7 +7,7 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import falcon.asgi
 import grpc
@@ -18,13 +18,17 @@ from gateway import convert
 from gateway.auth import caller_authorization
 from gateway.config import Config
 from gateway.core_client import CoreClient
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, invalid_fields
 from telephony.v1 import call_service_pb2
 from telephony.v1.call_service_pb2 import CallCardEvent
 
 log = logging.getLogger("gateway")
 
 _SEQ = re.compile(r"[0-9]{1,18}")
+_ID = re.compile(r"[1-9][0-9]{0,17}")
+# Key of the request scope's event set when the client hangs up (see app.GatewayApp).
+CLIENT_GONE = "vats.client_gone"
+NAME_THE_EMPLOYEE = "required with a service or admin token: add ?employee_id=<id>"
 # How long to wait for a refusal that came with the response headers.
 _REFUSAL_GRACE = 0.05
 
@@ -75,9 +79,18 @@ class CardFeed:
         finally:
             getter.cancel()
 
-    async def next(self, wait: float) -> Item:
-        """The next item; TimeoutError when there is none within `wait` seconds."""
-        return await asyncio.wait_for(self._queue.get(), wait)
+    async def next(self, wait: float, over: asyncio.Future[Any]) -> Item | _Quiet:
+        """The next item; QUIET when there is none within `wait` seconds; None (the end)
+        as soon as `over` is done."""
+        getter = asyncio.ensure_future(self._queue.get())
+        try:
+            await asyncio.wait({getter, over}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            if over.done():
+                return None
+            return getter.result() if getter.done() else QUIET
+        finally:
+            # An item not taken yet stays in the queue.
+            getter.cancel()
 
     async def close(self) -> None:
         self._call.cancel()
@@ -98,15 +111,39 @@ def _after_seq(req: falcon.asgi.Request) -> int:
     return int(raw)
 
 
+def _employee_id(req: falcon.asgi.Request) -> int:
+    """`?employee_id=`: whose cards a service or admin token watches (0: the token's own)."""
+    raw = (req.get_param("employee_id") or "").strip()
+    if not raw:
+        return 0
+    if not _ID.fullmatch(raw):
+        raise invalid_fields({"employee_id": "a positive whole number"})
+    return int(raw)
+
+
+async def _until_over(client_gone: asyncio.Event, stopping: asyncio.Event) -> None:
+    waits = {asyncio.ensure_future(client_gone.wait()), asyncio.ensure_future(stopping.wait())}
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
 class CardsResource:
-    def __init__(self, config: Config, core: CoreClient) -> None:
+    def __init__(self, config: Config, core: CoreClient, stopping: asyncio.Event) -> None:
         self._config = config
         self._core = core
+        # Set when the gateway shuts down: streams never end by themselves.
+        self._stopping = stopping
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         request_id: str = req.context.request_id
         authorization = caller_authorization(req)
-        request = call_service_pb2.WatchCallCardsRequest(after_seq=_after_seq(req))
+        employee_id = _employee_id(req)
+        request = call_service_pb2.WatchCallCardsRequest(
+            after_seq=_after_seq(req), employee_id=employee_id
+        )
         feed = CardFeed(self._core.watch_cards(request, authorization, request_id))
         try:
             first = await feed.first(self._config.sse_handshake)
@@ -115,13 +152,28 @@ class CardsResource:
             raise
         if isinstance(first, grpc.aio.AioRpcError):
             await feed.close()
-            raise self._core.rpc_error(first)
+            error = self._core.rpc_error(first)
+            if error.status_code == 422 and "employee_id" in error.fields and not employee_id:
+                raise GatewayError(
+                    422,
+                    "invalid_request",
+                    "a service or admin token watches one employee's cards:"
+                    " name the employee with ?employee_id=<id>",
+                    {"employee_id": NAME_THE_EMPLOYEE},
+                ) from first
+            raise error from first
+        # Outside GatewayApp nothing reports a hang-up: the next keepalive finds it.
+        client_gone = req.scope.get(CLIENT_GONE) or asyncio.Event()
         resp.set_header("Cache-Control", "no-cache")
         resp.set_header("X-Accel-Buffering", "no")
-        resp.sse = self._events(feed, first)
+        resp.sse = self._events(feed, first, client_gone)
 
-    async def _events(self, feed: CardFeed, first: Item | _Quiet) -> AsyncIterator[SSEvent]:
+    async def _events(
+        self, feed: CardFeed, first: Item | _Quiet, client_gone: asyncio.Event
+    ) -> AsyncIterator[SSEvent]:
         keepalive = self._config.sse_keepalive
+        # Done when the client hangs up or the gateway shuts down: the stream ends at once.
+        over = asyncio.ensure_future(_until_over(client_gone, self._stopping))
         try:
             item = first
             while item is not None:
@@ -133,11 +185,9 @@ class CardsResource:
                     # The client reconnects with Last-Event-ID and resumes.
                     log.info("card stream ended by core: %s", item.code().name)
                     return
-                try:
-                    item = await feed.next(keepalive)
-                except TimeoutError:
-                    # Falcon notices a gone client only when it writes.
+                item = await feed.next(keepalive, over)
+                if item is QUIET:
                     yield convert.keepalive()
-                    item = QUIET
         finally:
+            over.cancel()
             await feed.close()

@@ -24,7 +24,7 @@ class Config:
     VATS_WATCH_TIMEOUT [3600]: lifetime of one card stream (the browser resumes it).
     VATS_HEALTH_TIMEOUT [1]: deadline of the health check of core.
     VATS_SSE_KEEPALIVE [15]: seconds between keepalive comments on card streams.
-    VATS_SHUTDOWN_GRACE [5]: seconds open requests and streams get at shutdown.
+    VATS_SHUTDOWN_GRACE [5]: seconds open requests get at shutdown (card streams end at once).
     VATS_LOG_LEVEL [INFO]: least severe level logged (JSON lines on stderr).
     VATS_RATE_LIMIT [50]: PBX requests per second per channel (burst twice that); 0: no limit.
     """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,6 +32,10 @@ CHANNEL_OPTIONS = (
 )
 
 
+# How long core's acceptance of the service token stands before readiness asks again.
+TOKEN_RECHECK_SECONDS = 30.0
+
+
 def bearer(token: str) -> str:
     return f"Bearer {token}"
 
@@ -47,6 +52,9 @@ class CoreClient:
         self._config = config
         self._channel: grpc.aio.Channel | None = None
         self._calls: call_service_pb2_grpc.CallServiceStub | None = None
+        # What core last said of the service token: when it took it, or why it refused it.
+        self._token_accepted_at: float | None = None
+        self._token_refusal: str | None = None
 
     async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
         self.open()
@@ -90,9 +98,56 @@ class CoreClient:
         return (*auth, ("x-request-id", request_id))
 
     def _error(self, error: grpc.RpcError, *, service_auth: bool) -> errors.GatewayError:
-        return errors.from_rpc(
-            error, service_auth=service_auth, retry_after=self._config.retry_after
+        status = errors.CoreStatus.of(error)
+        if service_auth and errors.refuses_credentials(status):
+            self._token_refused(status)
+        return errors.from_core(
+            status, service_auth=service_auth, retry_after=self._config.retry_after
         )
+
+    def _token_accepted(self) -> None:
+        self._token_accepted_at, self._token_refusal = time.monotonic(), None
+
+    def _token_refused(self, status: errors.CoreStatus) -> None:
+        self._token_accepted_at = None
+        if not self._config.service_token:
+            self._token_refusal = "the gateway has no service token: set VATS_SERVICE_TOKEN"
+        else:
+            self._token_refusal = (
+                f"core refuses the gateway's service token ({status.message or 'refused'}):"
+                " check VATS_SERVICE_TOKEN"
+            )
+
+    async def service_token_refusal(self, request_id: str) -> str | None:
+        """Why core refuses the gateway's service token; None while it takes it (or when
+        it cannot tell now: readiness then rests on core's health alone).
+
+        Asks core at most every TOKEN_RECHECK_SECONDS while the token is taken, at every
+        call while it is refused; PBX requests tell the same in passing.
+        """
+        accepted_at = self._token_accepted_at
+        if accepted_at is not None and time.monotonic() - accepted_at < TOKEN_RECHECK_SECONDS:
+            return None
+        refused_before = self._token_refusal is not None
+        try:
+            # An empty update: core checks the token and its role (service) before the
+            # request, and then refuses the request itself, changing nothing.
+            await self.calls.UpdateCall(
+                call_service_pb2.UpdateCallRequest(),
+                metadata=self.service_metadata(request_id),
+                timeout=self._config.health_timeout,
+            )
+        except grpc.aio.AioRpcError as error:
+            status = errors.CoreStatus.of(error)
+            if errors.refuses_credentials(status):
+                self._token_refused(status)
+                if not refused_before:
+                    log.error("readiness: %s", self._token_refusal)
+            elif status.code == grpc.StatusCode.INVALID_ARGUMENT:
+                self._token_accepted()
+            return self._token_refusal
+        self._token_accepted()
+        return None
 
     async def create_call(
         self, request: call_service_pb2.CreateCallRequest, request_id: str
@@ -109,13 +164,15 @@ class CoreClient:
     async def _as_service(self, method: Any, request: Any, request_id: str) -> Any:
         """A unary call with the gateway's own token and the unary deadline."""
         try:
-            return await method(
+            response = await method(
                 request,
                 metadata=self.service_metadata(request_id),
                 timeout=self._config.core_timeout,
             )
         except grpc.aio.AioRpcError as error:
             raise self._error(error, service_auth=True) from error
+        self._token_accepted()
+        return response
 
     async def upload_record(
         self, channel_key: str, file_name: str, chunks: AsyncIterator[bytes], request_id: str
@@ -144,6 +201,7 @@ class CoreClient:
         except BaseException:
             call.cancel()
             raise
+        self._token_accepted()
         return response.recording
 
     def download_record(

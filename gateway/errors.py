@@ -155,6 +155,16 @@ class CoreStatus:
         )
 
 
+def _mapped(status: CoreStatus) -> HttpError:
+    return BY_REASON.get(status.reason) or BY_CODE.get(status.code, _CORE_ERROR)
+
+
+def refuses_credentials(status: CoreStatus) -> bool:
+    """Whether core refused the token the call was made with (unknown, revoked, or of a
+    role that may not make it)."""
+    return _mapped(status).status in (401, 403)
+
+
 def from_core(
     status: CoreStatus, *, service_auth: bool = False, retry_after: int = 1
 ) -> GatewayError:
@@ -163,8 +173,8 @@ def from_core(
     With service_auth, the call was made with the gateway's own token: core
     refusing it is the gateway's misconfiguration, never the client's fault.
     """
-    mapped = BY_REASON.get(status.reason) or BY_CODE.get(status.code, _CORE_ERROR)
-    if service_auth and mapped.status in (401, 403):
+    mapped = _mapped(status)
+    if service_auth and refuses_credentials(status):
         log.error(
             "core refused the gateway's service token (%s: %s); check VATS_SERVICE_TOKEN",
             status.code.name,

@@ -2,7 +2,8 @@
 
 Liveness (/livez) is the process alone: restart the gateway when it fails.
 Readiness (/readyz) is whether requests can be served now: core answers SERVING
-for telephony.v1.CallService, which it does only while its storage is reachable.
+for telephony.v1.CallService, which it does only while its storage is reachable,
+and takes the gateway's service token, without which every PBX request fails.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class LivenessResource:
 
 
 class ReadinessResource:
-    """Ready when core reports telephony.v1.CallService SERVING (storage reachable)."""
+    """Ready when core reports telephony.v1.CallService SERVING (storage reachable) and
+    takes the gateway's service token."""
 
     def __init__(self, config: Config, core: CoreClient) -> None:
         self._config = config
@@ -53,13 +55,27 @@ class ReadinessResource:
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         core = await self._call_service_status()
         if core == "serving":
-            resp.media = {"status": "ready", "core": core, "storage": "ok"}
+            refusal = await self._core.service_token_refusal(req.context.request_id)
+            if refusal is None:
+                resp.media = {"status": "ready", "core": core, "storage": "ok"}
+                return
+            media = {"core_auth": "refused", "message": refusal}
+            self._not_ready(resp, core, "ok", media)
             return
-        resp.status = falcon.HTTP_503
-        resp.set_header("Retry-After", str(self._config.retry_after))
         # NOT_SERVING: core is up but its storage is unreachable, or it is stopping.
         storage = "unreachable" if core == "not_serving" else "unknown"
-        resp.media = {"status": "not_ready", "core": core, "storage": storage}
+        self._not_ready(resp, core, storage)
+
+    def _not_ready(
+        self,
+        resp: falcon.asgi.Response,
+        core: str,
+        storage: str,
+        more: dict[str, str] | None = None,
+    ) -> None:
+        resp.status = falcon.HTTP_503
+        resp.set_header("Retry-After", str(self._config.retry_after))
+        resp.media = {"status": "not_ready", "core": core, "storage": storage, **(more or {})}
 
     async def _call_service_status(self) -> str:
         stub = health_pb2_grpc.HealthStub(self._core.channel)

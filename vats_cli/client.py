@@ -3,7 +3,7 @@ request, and failures turned into one readable line."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -22,7 +22,12 @@ from telephony.v1 import (
 
 
 class CoreError(Exception):
-    """A request core refused or could not answer, described in one line."""
+    """A request core refused or could not answer, described in one line; `fields`
+    are the request fields core named as wrong, with why."""
+
+    def __init__(self, message: str, fields: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.fields: Mapping[str, str] = dict(fields or {})
 
 
 class CoreClient:
@@ -121,6 +126,21 @@ class CoreClient:
     ) -> directory_service_pb2.ListGroupsResponse:
         return self._unary(self._directory.ListGroups, request)
 
+    def upsert_contact(
+        self, request: directory_service_pb2.UpsertContactRequest
+    ) -> directory_service_pb2.UpsertContactResponse:
+        return self._unary(self._directory.UpsertContact, request)
+
+    def list_contacts(
+        self, request: directory_service_pb2.ListContactsRequest
+    ) -> directory_service_pb2.ListContactsResponse:
+        return self._unary(self._directory.ListContacts, request)
+
+    def remove_contact(
+        self, request: directory_service_pb2.RemoveContactRequest
+    ) -> directory_service_pb2.RemoveContactResponse:
+        return self._unary(self._directory.RemoveContact, request)
+
     def issue_token(
         self, request: directory_service_pb2.IssueTokenRequest
     ) -> directory_service_pb2.IssueTokenResponse:
@@ -150,7 +170,7 @@ class CoreClient:
 
     def watch_call_cards(
         self, request: call_service_pb2.WatchCallCardsRequest
-    ) -> Iterator[call_service_pb2.CallCardEvent]:
+    ) -> Generator[call_service_pb2.CallCardEvent, None, None]:
         """Follows the card stream until it ends or the caller stops iterating.
 
         The stream has no deadline, since it is meant to run until the user stops
@@ -191,7 +211,7 @@ class CoreClient:
             text = f"{words}: {message}"
         if code == grpc.StatusCode.UNAUTHENTICATED and not self._token:
             text += " (pass --token or set VATS_ADMIN_TOKEN)"
-        return CoreError(text)
+        return CoreError(text, dict(fields))
 
 
 def _rich_details(error: Any) -> tuple[str | None, list[tuple[str, str]]]:

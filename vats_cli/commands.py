@@ -6,6 +6,7 @@ import argparse
 import sqlite3
 import sys
 from collections.abc import Iterable
+from contextlib import closing
 from pathlib import Path
 
 from telephony.v1 import (
@@ -15,7 +16,7 @@ from telephony.v1 import (
     directory_service_pb2,
 )
 from vats_cli import render
-from vats_cli.client import CoreClient
+from vats_cli.client import CoreClient, CoreError
 from vats_cli.render import Output
 
 
@@ -25,6 +26,15 @@ class UsageError(Exception):
 
 class CommandFailed(Exception):
     """A command that works without core and could not be done (exit code 1)."""
+
+
+class Stopped(BaseException):
+    """SIGINT or SIGTERM arrived: the command stops where it is. Like
+    KeyboardInterrupt, it passes through `except Exception`."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 # Channels
@@ -201,11 +211,7 @@ def _departments_table(departments: Iterable[directory_service_pb2.Department]) 
 
 # Tokens
 
-ROLES = {
-    "admin": directory_service_pb2.ROLE_ADMIN,
-    "service": directory_service_pb2.ROLE_SERVICE,
-    "employee": directory_service_pb2.ROLE_EMPLOYEE,
-}
+ROLES = render.enum_names(directory_service_pb2.Role.DESCRIPTOR)
 
 
 def tokens_issue(args: argparse.Namespace, core: CoreClient, out: Output) -> None:
@@ -253,7 +259,7 @@ def tokens_revoke(args: argparse.Namespace, core: CoreClient, out: Output) -> No
 
 
 def _role_name(role: int) -> str:
-    return next((name for name, number in ROLES.items() if number == role), "-")
+    return render.enum_name(directory_service_pb2.Role.DESCRIPTOR, role) or "-"
 
 
 # Calls
@@ -383,13 +389,6 @@ def _call_text(call: call_pb2.Call) -> str:
 
 # Cards
 
-CARD_EVENT_NAMES = {
-    call_service_pb2.CallCardEvent.TYPE_SHOW: "show",
-    call_service_pb2.CallCardEvent.TYPE_UPDATE: "update",
-    call_service_pb2.CallCardEvent.TYPE_HIDE: "hide",
-    call_service_pb2.CallCardEvent.TYPE_RESET: "reset",
-}
-
 
 def cards_watch(args: argparse.Namespace, core: CoreClient, out: Output) -> None:
     request = call_service_pb2.WatchCallCardsRequest(
@@ -399,14 +398,23 @@ def cards_watch(args: argparse.Namespace, core: CoreClient, out: Output) -> None
         whose = f"employee {args.employee}" if args.employee else "this token's employee"
         print(f"watching call cards of {whose}; Ctrl-C stops", file=sys.stderr, flush=True)
     try:
-        for event in core.watch_call_cards(request):
-            out.emit_line(event, _card_event_line(event))
-    except KeyboardInterrupt:
+        with closing(core.watch_call_cards(request)) as events:
+            for event in events:
+                out.emit_line(event, _card_event_line(event))
+    except (KeyboardInterrupt, Stopped):
+        # Being stopped is how a watch ends.
         return
+    except CoreError as error:
+        if args.employee is None and "employee_id" in error.fields:
+            raise UsageError(
+                "an admin or service token has no cards of its own: "
+                "name the employee with --employee ID"
+            ) from None
+        raise
 
 
 def _card_event_line(event: call_service_pb2.CallCardEvent) -> str:
-    kind = CARD_EVENT_NAMES.get(event.type, "event")
+    kind = render.enum_name(call_service_pb2.CallCardEvent.Type.DESCRIPTOR, event.type) or "event"
     head = f"#{event.seq} {kind}"
     if not event.HasField("card"):
         return f"{head} ({event.reason})" if event.reason else head

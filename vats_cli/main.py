@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from types import FrameType
 from typing import NoReturn
 
-from vats_cli import commands, render
+from vats_cli import commands, contacts, render
 from vats_cli.client import CoreClient, CoreError
 from vats_cli.render import Output
 
 DEFAULT_TARGET = "127.0.0.1:50051"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 Handler = Callable[[argparse.Namespace, CoreClient, Output], None]
 # A command that works on this machine's files and needs no core.
 LocalHandler = Callable[[argparse.Namespace, Output], None]
@@ -41,18 +46,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     token = args.token or os.environ.get("VATS_ADMIN_TOKEN") or None
     local: LocalHandler | None = getattr(args, "local", None)
     try:
-        if local is not None:
-            local(args, Output(sys.stdout, args.json))
-        else:
-            handler: Handler = args.handler
-            with CoreClient(target, token, args.timeout) as core:
-                handler(args, core, Output(sys.stdout, args.json))
+        with _stopped_by_signals():
+            if local is not None:
+                local(args, Output(sys.stdout, args.json))
+            else:
+                handler: Handler = args.handler
+                with CoreClient(target, token, args.timeout) as core:
+                    handler(args, core, Output(sys.stdout, args.json))
     except commands.UsageError as error:
         print(f"error: {error} (see '{args.prog} --help')", file=sys.stderr)
         return 2
     except (CoreError, commands.CommandFailed) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except commands.Stopped as stop:
+        return 128 + stop.signum
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -61,6 +69,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     return 0
+
+
+@contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM stop the command (commands.Stopped) wherever it waits.
+
+    SIGINT too, although a shell that starts a command in the background
+    (`make test &`, a CI script) or nohup hands it on ignored: otherwise nothing
+    but SIGKILL would stop a `vats cards watch` started there.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        # Only the main thread may handle signals (main() called from a test's thread).
+        yield
+        return
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        if stopping:
+            # A second signal must not break off the clean-up of the first.
+            return
+        stopping = True
+        raise commands.Stopped(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 def build_parser() -> Parser:
@@ -77,6 +115,7 @@ def build_parser() -> Parser:
     areas = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     _channel_commands(areas, common)
     _directory_commands(areas, common)
+    _contact_commands(areas, common)
     _token_commands(areas, common)
     _call_commands(areas, common)
     _operations_commands(areas)
@@ -229,6 +268,37 @@ def _directory_commands(areas: argparse._SubParsersAction[Parser], common: Parse
     upsert.add_argument("department_id", type=_id, metavar="ID")
     upsert.add_argument("--name", required=True)
     _command(sub, "list", commands.departments_list, "list departments", common)
+
+
+def _contact_commands(areas: argparse._SubParsersAction[Parser], common: Parser) -> None:
+    area = _area(areas, "contacts", "callers' numbers and the names their calls show")
+    sub = area.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    upsert = _command(
+        sub,
+        "upsert",
+        contacts.contacts_upsert,
+        "name a number's contact, creating it when it has none",
+        common,
+    )
+    upsert.add_argument(
+        "--phone", required=True, help="the number, in any common notation (one contact per number)"
+    )
+    upsert.add_argument("--name", required=True, help="shown on its calls' cards and tickets")
+    list_ = _command(
+        sub, "list", contacts.contacts_list, "list contacts, named or not, by id", common
+    )
+    list_.add_argument(
+        "--limit", type=_page_size, metavar="N", help="one page of N contacts, 1..500 [all]"
+    )
+    list_.add_argument("--page-token", metavar="TOKEN", help="the page after a previous listing")
+    remove = _command(
+        sub,
+        "remove",
+        contacts.contacts_remove,
+        "remove a contact; refused while calls are linked to it",
+        common,
+    )
+    remove.add_argument("contact_id", type=_id, metavar="ID")
 
 
 def _token_commands(areas: argparse._SubParsersAction[Parser], common: Parser) -> None:

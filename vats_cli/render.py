@@ -1,47 +1,51 @@
 """Terminal output of the CLI: aligned tables and key/value blocks for people, JSON for
-scripts, and the PBX's names for statuses and directions."""
+scripts, and the HTTP API's names for statuses, directions and the other enums."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 # protobuf ships no type information; the ignore stays harmless where stubs are installed.
 from google.protobuf import json_format  # type: ignore[import-untyped, unused-ignore]
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
 from telephony.v1 import call_pb2
 
-# The PBX's names, as on the wire and in the HTTP API.
-STATUS_NAMES: dict[str, call_pb2.Call.State] = {
-    "ringing": call_pb2.Call.STATE_RINGING,
-    "in-progress": call_pb2.Call.STATE_IN_PROGRESS,
-    "canceled": call_pb2.Call.STATE_CANCELED,
-    "missed": call_pb2.Call.STATE_MISSED,
-    "failed": call_pb2.Call.STATE_FAILED,
-    "answered": call_pb2.Call.STATE_ANSWERED,
-    "busy": call_pb2.Call.STATE_BUSY,
-}
-DIRECTION_NAMES: dict[str, call_pb2.Direction] = {
-    "incoming": call_pb2.DIRECTION_INCOMING,
-    "outgoing": call_pb2.DIRECTION_OUTGOING,
-}
+
+def enum_name(enum: EnumDescriptor, number: int) -> str | None:
+    """The HTTP API's name of an enum value: STATE_IN_PROGRESS is "in-progress",
+    DIRECTION_INCOMING "incoming". None for the unspecified value and for numbers
+    this CLI does not know."""
+    value = enum.values_by_number.get(number)
+    if value is None or number == 0:
+        return None
+    # Each value's name starts with its enum's name in capitals: State -> STATE_.
+    prefix = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", enum.name).upper() + "_"
+    return value.name.removeprefix(prefix).lower().replace("_", "-")
+
+
+def enum_names(enum: EnumDescriptor) -> dict[str, str]:
+    """Every value of an enum but the unspecified one, in the order of the proto:
+    the HTTP API's name to the proto's, which requests take as well as numbers."""
+    names = {enum_name(enum, value.number): value.name for value in enum.values}
+    return {name: proto_name for name, proto_name in names.items() if name is not None}
+
+
+STATUS_NAMES = enum_names(call_pb2.Call.State.DESCRIPTOR)
+DIRECTION_NAMES = enum_names(call_pb2.Direction.DESCRIPTOR)
 
 
 def status_name(state: int) -> str:
-    for name, number in STATUS_NAMES.items():
-        if number == state:
-            return name
-    return "-"
+    return enum_name(call_pb2.Call.State.DESCRIPTOR, state) or "-"
 
 
 def direction_name(direction: int) -> str:
-    for name, number in DIRECTION_NAMES.items():
-        if number == direction:
-            return name
-    return "-"
+    return enum_name(call_pb2.Direction.DESCRIPTOR, direction) or "-"
 
 
 def timestamp(message: Any, field: str) -> str:
@@ -82,13 +86,44 @@ def public_url(signed_path: str) -> str:
 
 
 def message_dict(message: Any) -> dict[str, Any]:
-    result: dict[str, Any] = json_format.MessageToDict(
+    """A response as JSON for scripts, with enums named as in the HTTP API."""
+    data: dict[str, Any] = json_format.MessageToDict(
         message,
         preserving_proto_field_name=True,
         always_print_fields_with_no_presence=True,
         unquote_int64_if_possible=True,
+        use_integers_for_enums=True,
     )
-    return result
+    return _name_enums(message.DESCRIPTOR, data)
+
+
+def _name_enums(descriptor: Descriptor, data: dict[str, Any]) -> dict[str, Any]:
+    for field in descriptor.fields:
+        if field.name in data:
+            data[field.name] = _field_value(field, data[field.name])
+    return data
+
+
+def _field_value(field: FieldDescriptor, value: Any) -> Any:
+    entry = field.message_type
+    if entry is not None and entry.GetOptions().map_entry:
+        item = entry.fields_by_name["value"]
+        return {key: _single_value(item, v) for key, v in value.items()}
+    if isinstance(value, list):
+        return [_single_value(field, v) for v in value]
+    return _single_value(field, value)
+
+
+def _single_value(field: FieldDescriptor, value: Any) -> Any:
+    if field.enum_type is not None and isinstance(value, int):
+        return enum_name(field.enum_type, value)
+    message = field.message_type
+    if message is None or not isinstance(value, dict):
+        return value
+    # Well-known types (times, durations) have JSON forms of their own and no enums.
+    if message.full_name.startswith("google.protobuf."):
+        return value
+    return _name_enums(message, value)
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:

@@ -26,11 +26,16 @@ DEMO_SEED = PROJECT_DIR / "seed" / "demo.json"
 STOP_GRACE_SECONDS = 10.0
 
 
+class SetupError(Exception):
+    """A setting core and gateway cannot be started with; the message says what to set."""
+
+
 def run_environment(base: Mapping[str, str]) -> dict[str, str]:
     """The children's environment: the caller's, with the demo defaults where unset."""
     env = dict(base)
     env.setdefault("VATS_SEED", str(DEMO_SEED))
-    env.setdefault("VATS_SERVICE_TOKEN", "demo-service")
+    if not env.get("VATS_SERVICE_TOKEN"):
+        env["VATS_SERVICE_TOKEN"] = seed_service_token(env["VATS_SEED"])
     env.setdefault("VATS_DATA_DIR", "./data")
     env.setdefault("VATS_GRPC_ADDR", "127.0.0.1:50051")
     env.setdefault("VATS_HTTP_ADDR", "127.0.0.1:8080")
@@ -39,6 +44,42 @@ def run_environment(base: Mapping[str, str]) -> dict[str, str]:
     # Children's log lines should reach the terminal as they are written.
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def seed_service_token(path: str) -> str:
+    """The gateway's token towards core: the seed's service token, when it has exactly one."""
+    advice = "set VATS_SERVICE_TOKEN to the service token the gateway should use"
+    if not path:
+        raise SetupError(f"VATS_SEED is empty, so no seed names the gateway's token; {advice}")
+    try:
+        seed = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise SetupError(
+            f"cannot read the seed {path} ({error.strerror or error}) to find the gateway's "
+            f"service token; fix VATS_SEED or {advice}"
+        ) from None
+    except ValueError as error:
+        raise SetupError(
+            f"cannot read the seed {path} (not JSON: {error}) to find the gateway's service "
+            f"token; fix the file or {advice}"
+        ) from None
+    tokens = seed.get("tokens") if isinstance(seed, dict) else None
+    found = {
+        t["token"]
+        for t in (tokens if isinstance(tokens, list) else [])
+        if isinstance(t, dict)
+        and t.get("role") == "service"
+        and isinstance(t.get("token"), str)
+        and t["token"]
+    }
+    if len(found) == 1:
+        return found.pop()
+    if not found:
+        raise SetupError(
+            f"the seed {path} has no service token for the gateway; add one to its tokens "
+            f"or {advice}"
+        )
+    raise SetupError(f"the seed {path} has {len(found)} service tokens; {advice}")
 
 
 class Child:
@@ -319,7 +360,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="how long to wait for both to be ready [60]",
     )
     args = parser.parse_args(argv)
-    launcher = Launcher(run_environment(os.environ), sys.stdout, sys.stderr, args.start_timeout)
+    try:
+        env = run_environment(os.environ)
+    except SetupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    launcher = Launcher(env, sys.stdout, sys.stderr, args.start_timeout)
     signal.signal(signal.SIGINT, launcher.request_stop)
     signal.signal(signal.SIGTERM, launcher.request_stop)
     return launcher.run()

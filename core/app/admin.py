@@ -1,9 +1,11 @@
 """Channel and directory administration: channels with their keys and PBX-user
-maps, departments, employees and groups (SPEC 2)."""
+maps, departments, employees, groups and contacts (SPEC 2)."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import unicodedata
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
@@ -11,11 +13,14 @@ from core import domain
 from core.app import units
 from core.auth import new_secret, secret_hash
 from core.domain import Employee
-from core.errors import InvalidRequest, NotFound
-from core.model import Channel, Department, Group, utc_now
+from core.errors import ContactInUse, InvalidRequest, NotFound
+from core.model import CallQuery, Channel, Contact, Department, Group, utc_now
 from core.storage.port import Store, UnitOfWork
 
 MIN_KEY_LENGTH = 8
+MAX_CONTACT_NAME_LENGTH = 200
+MAX_CONTACTS_PAGE_SIZE = 500
+DEFAULT_CONTACTS_PAGE_SIZE = 50
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,8 +180,13 @@ def _channel(uow: UnitOfWork, channel_id: int) -> Channel:
 
 
 class DirectoryAdmin:
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self, store: Store, region: str = "RU", clock: Callable[[], datetime] = utc_now
+    ) -> None:
         self.store = store
+        # Phone numbers without a country code are read as this region's, as calls' are.
+        self.region = region
+        self.clock = clock
 
     def upsert_department(self, department_id: int, name: str) -> Department:
         _require_id_and_name(department_id, name, "department_id")
@@ -214,6 +224,103 @@ class DirectoryAdmin:
 
     def list_groups(self) -> list[Group]:
         return units.read(self.store, lambda uow: uow.groups.list())
+
+    def upsert_contact(self, phone: str, name: str) -> Contact:
+        """Name the contact of a phone number: the one its calls are linked to,
+        found however the number is spelt, or a new one."""
+        phone, name = phone.strip(), name.strip()
+        _check_contact(phone, name)
+        key = domain.contact_key(phone, self.region)
+
+        def work(uow: UnitOfWork) -> Contact:
+            contact = uow.contacts.by_key(key)
+            if contact is None:
+                contact = Contact(
+                    contact_id=uow.contacts.next_id(),
+                    key=key,
+                    phone_e164=domain.normalize_phone(phone, self.region),
+                    created_at=self.clock(),
+                    name=name,
+                )
+                uow.contacts.add(contact)
+            elif contact.name != name:
+                contact.name = name
+                uow.contacts.save(contact)
+            return contact
+
+        return units.write(self.store, work)
+
+    def list_contacts(self, page_size: int, page_token: str) -> tuple[list[Contact], str]:
+        """A page of contacts by id, named or not, and the token of the next page
+        ("" after the last)."""
+        if page_size < 0:
+            raise InvalidRequest.of({"page_size": "must not be negative"})
+        size = min(page_size or DEFAULT_CONTACTS_PAGE_SIZE, MAX_CONTACTS_PAGE_SIZE)
+        after = _decode_contacts_token(page_token) if page_token else 0
+        contacts = units.read(self.store, lambda uow: uow.contacts.list(after, size + 1))
+        if len(contacts) <= size:
+            return contacts, ""
+        contacts = contacts[:size]
+        return contacts, _encode_contacts_token(contacts[-1].contact_id)
+
+    def remove_contact(self, contact_id: int) -> None:
+        """Forget a contact no call is linked to; one with calls is refused
+        (ContactInUse): their tickets show it, so it may only be renamed."""
+        if contact_id <= 0:
+            raise InvalidRequest.of({"contact_id": "must be a positive integer"})
+
+        def work(uow: UnitOfWork) -> None:
+            contact = uow.contacts.get(contact_id)
+            if contact is None:
+                raise NotFound(f"contact {contact_id} not found")
+            # A call is linked to the contact whose key is its phone key.
+            if uow.calls.page(CallQuery(phone_key=contact.key), None, 1):
+                raise ContactInUse(
+                    f"contact {contact_id} has calls linked to it and stays while they do; "
+                    "upsert it with another name instead"
+                )
+            uow.contacts.remove(contact_id)
+
+        units.write(self.store, work)
+
+
+def _check_contact(phone: str, name: str) -> None:
+    errors = {}
+    if not phone:
+        errors["phone"] = "required"
+    elif len(phone) > domain.MAX_PHONE_LENGTH:
+        errors["phone"] = f"longer than {domain.MAX_PHONE_LENGTH} characters"
+    elif _has_control_characters(phone):
+        errors["phone"] = "must not contain control characters"
+    elif not any(ch.isdigit() for ch in phone):
+        errors["phone"] = "must contain digits"
+    if not name:
+        errors["name"] = "required"
+    elif len(name) > MAX_CONTACT_NAME_LENGTH:
+        errors["name"] = f"longer than {MAX_CONTACT_NAME_LENGTH} characters"
+    elif _has_control_characters(name):
+        errors["name"] = "must not contain control characters"
+    if errors:
+        raise InvalidRequest.of(errors)
+
+
+def _has_control_characters(text: str) -> bool:
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
+
+
+def _encode_contacts_token(last_id: int) -> str:
+    return base64.urlsafe_b64encode(str(last_id).encode()).decode().rstrip("=")
+
+
+def _decode_contacts_token(token: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except ValueError:  # bad base64 or bad UTF-8
+        raw = ""
+    last_id = int(raw) if raw.isascii() and raw.isdigit() else 0
+    if last_id <= 0:
+        raise InvalidRequest.of({"page_token": "not a token from a previous page"})
+    return last_id
 
 
 def _require_id_and_name(entity_id: int, name: str, id_field: str) -> None:

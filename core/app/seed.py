@@ -6,14 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from core import domain
 from core.app import UseCases, units
 from core.auth import Role, secret_hash
-from core.model import Contact, utc_now
-from core.storage.port import UnitOfWork
 
 
-def apply_seed(app: UseCases, seed: Mapping[str, Any], region: str) -> None:
+def apply_seed(app: UseCases, seed: Mapping[str, Any]) -> None:
     for d in seed.get("departments", []):
         app.directory.upsert_department(int(d["id"]), str(d["name"]))
     for e in seed.get("employees", []):
@@ -33,7 +30,7 @@ def apply_seed(app: UseCases, seed: Mapping[str, Any], region: str) -> None:
                 secret=str(t["token"]),
             )
     for c in seed.get("contacts", []):
-        _seed_contact(app, str(c["phone"]), str(c["name"]), region)
+        app.directory.upsert_contact(str(c["phone"]), str(c["name"]))
 
 
 def _seed_channel(app: UseCases, seed: Mapping[str, Any]) -> None:
@@ -56,21 +53,3 @@ def _seed_channel(app: UseCases, seed: Mapping[str, Any]) -> None:
         )
     for pbx_user_id, employee_id in seed.get("pbx_users", {}).items():
         app.channels.map_pbx_user(channel.channel_id, str(pbx_user_id), int(employee_id))
-
-
-def _seed_contact(app: UseCases, phone: str, name: str, region: str) -> None:
-    key = domain.contact_key(phone, region)
-
-    def work(uow: UnitOfWork) -> None:
-        contact = uow.contacts.by_key(key)
-        if contact is None:
-            contact = Contact(
-                uow.contacts.next_id(), key, domain.normalize_phone(phone, region), utc_now()
-            )
-            contact.name = name
-            uow.contacts.add(contact)
-        elif contact.name != name:
-            contact.name = name
-            uow.contacts.save(contact)
-
-    units.write(app.channels.store, work)

@@ -109,6 +109,13 @@ class ContactRepository(Protocol):
 
     def by_key(self, key: str) -> Contact | None: ...
 
+    def list(self, after: int = 0, limit: int | None = None) -> list[Contact]:
+        """By contact id: those with an id greater than `after`, at most `limit`
+        of them (all when None)."""
+
+    def remove(self, contact_id: int) -> bool:
+        """Whether the contact was stored; its key may then be added again."""
+
 
 class ChannelRepository(Protocol):
     def next_id(self) -> int: ...

@@ -128,7 +128,7 @@ def use_cases(store: Any) -> UseCases:
         directory=DirectoryAdmin(store),
         tokens=TokenDesk(store),
     )
-    apply_seed(app, json.loads(SEED.read_text(encoding="utf-8")), "RU")
+    apply_seed(app, json.loads(SEED.read_text(encoding="utf-8")))
     return app
 
 

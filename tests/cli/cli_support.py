@@ -3,6 +3,7 @@ subprocess, and calls reported the way the gateway reports them."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import queue
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import wave
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -27,6 +29,15 @@ PUBLIC_URL = "http://vats.test"
 ADMIN_TOKEN = "demo-admin"
 SERVICE_TOKEN = "demo-service"
 DEMO_CHANNEL_KEY = "demo-channel-key"
+# Starts the rest of its command line with SIGINT ignored, as a shell does for a
+# command started with `&` from a script (`make test &`, a CI wrapper) and as
+# nohup's callers often do: the disposition survives exec.
+SIGINT_IGNORED = [
+    PYTHON,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "os.execv(sys.argv[1], sys.argv[1:])",
+]
 
 
 def free_port() -> int:
@@ -94,9 +105,14 @@ class Vats:
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    def watch(self, *args: str) -> LineStream:
+    def watch(self, *args: str, sigint_ignored: bool = False) -> LineStream:
+        return self.start("cards", "watch", *args, sigint_ignored=sigint_ignored)
+
+    def start(self, *args: str, sigint_ignored: bool = False) -> LineStream:
+        """`vats ARGS` left running, its output read line by line."""
+        wrapper = SIGINT_IGNORED if sigint_ignored else []
         process = subprocess.Popen(
-            [PYTHON, "-m", "vats_cli", "cards", "watch", *args],
+            [*wrapper, PYTHON, "-m", "vats_cli", *args],
             cwd=PROJECT_DIR,
             env=self.env(),
             stdin=subprocess.DEVNULL,
@@ -151,16 +167,22 @@ class LineStream:
 
     def interrupt(self, timeout: float = 20.0) -> tuple[int, str]:
         """Ctrl-C: returns the exit code and what went to stderr."""
-        self.process.send_signal(signal.SIGINT)
+        return self.stop(signal.SIGINT, timeout)
+
+    def stop(self, signum: int, timeout: float = 20.0) -> tuple[int, str]:
+        """Sends `signum` and waits for the exit: returns the exit code and what went
+        to stderr. A process still running at the timeout is killed and the wait
+        fails; the pipes are closed either way."""
+        assert self.process.stdout is not None and self.process.stderr is not None
         try:
+            self.process.send_signal(signum)
             code = self.process.wait(timeout=timeout)
+            stderr = self.process.stderr.read()
         finally:
             stop_process(self.process)
-        self._reader.join(timeout=5)
-        assert self.process.stdout is not None and self.process.stderr is not None
-        stderr = self.process.stderr.read()
-        self.process.stdout.close()
-        self.process.stderr.close()
+            self._reader.join(timeout=5)
+            self.process.stdout.close()
+            self.process.stderr.close()
         return code, stderr
 
 
@@ -181,6 +203,7 @@ class Pbx:
         user_ids: list[int] | None = None,
         comment: str | None = None,
         direction: call_pb2.Direction = call_pb2.DIRECTION_INCOMING,
+        recording_id: str = "",
     ) -> call_pb2.Call:
         request = call_service_pb2.CreateCallRequest(
             channel=call_service_pb2.ChannelRef(channel_key=DEMO_CHANNEL_KEY),
@@ -188,9 +211,21 @@ class Pbx:
             phone=phone,
             user_ids=user_ids or [],
             comment=comment,
+            recording_id=recording_id,
         )
         reply = self._calls.CreateCall(request, metadata=self._metadata, timeout=10)
         return reply.call
+
+    def upload_recording(self, data: bytes, file_name: str) -> call_pb2.Recording:
+        first = call_service_pb2.UploadRecordRequest(
+            metadata=call_service_pb2.UploadRecordRequest.Metadata(
+                channel=call_service_pb2.ChannelRef(channel_key=DEMO_CHANNEL_KEY),
+                file_name=file_name,
+            )
+        )
+        parts = [first, call_service_pb2.UploadRecordRequest(chunk=data)]
+        reply = self._calls.UploadRecord(iter(parts), metadata=self._metadata, timeout=10)
+        return reply.recording
 
     def update_call(
         self, call_id: int, state: call_pb2.Call.State, comment: str | None = None
@@ -203,6 +238,17 @@ class Pbx:
         )
         reply = self._calls.UpdateCall(request, metadata=self._metadata, timeout=10)
         return reply.call
+
+
+def wav_bytes(seconds: float = 1.0, rate: int = 8000) -> bytes:
+    """A silent mono WAV recording."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\x00\x00" * int(rate * seconds))
+    return buffer.getvalue()
 
 
 def only_line(text: str) -> str:

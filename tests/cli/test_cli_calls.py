@@ -6,7 +6,7 @@ import json
 import re
 import uuid
 
-from cli_support import Pbx, Vats, fields_of
+from cli_support import SERVICE_TOKEN, Pbx, Vats, fields_of, only_line
 
 from telephony.v1 import call_pb2
 
@@ -97,7 +97,7 @@ def test_calls_show_json_is_the_whole_call(vats: Vats, pbx: Pbx) -> None:
     assert shown["call_id"] == call.call_id
     assert shown["ticket"]["ticket_id"] == call.ticket.ticket_id
     assert [c["text"] for c in shown["ticket"]["comments"]] == ["hello"]
-    assert shown["state"] == "STATE_RINGING"
+    assert shown["state"] == "ringing"
 
 
 def test_calls_show_of_an_unknown_call_fails_in_one_line(vats: Vats) -> None:
@@ -135,11 +135,28 @@ def test_cards_watch_json_prints_one_event_object_per_line(vats: Vats, pbx: Pbx)
     try:
         line = watch.wait_for(lambda line: f'"call_id": {call.call_id},' in line)
         event = json.loads(line)
-        assert event["type"] == "TYPE_SHOW"
+        assert event["type"] == "show"
         assert event["seq"] > 0
         assert event["card"]["ticket_id"] == call.ticket.ticket_id
-        assert event["card"]["state"] == "STATE_RINGING"
+        assert event["card"]["state"] == "ringing"
+        assert event["card"]["direction"] == "incoming"
     finally:
         code, stderr = watch.interrupt()
     assert code == 0
     assert stderr == ""
+
+
+def test_cards_watch_with_an_admin_token_asks_for_employee(vats: Vats) -> None:
+    result = vats("cards", "watch")
+
+    assert result.returncode == 2
+    line = only_line(result.stderr)
+    assert "--employee ID" in line
+    assert "employee_id" not in line
+
+
+def test_cards_watch_with_a_service_token_asks_for_employee(vats: Vats) -> None:
+    result = vats("cards", "watch", token=SERVICE_TOKEN)
+
+    assert result.returncode == 2
+    assert "--employee ID" in only_line(result.stderr)

@@ -91,7 +91,7 @@ def test_tokens_issue_prints_the_secret_once_and_list_never_does(vats: Vats) -> 
     assert secret not in listed
     token = _by_id(vats.json("tokens", "list")["tokens"], "token_id", shown["token"])
     assert (token["role"], token["employee_id"], token["description"]) == (
-        "ROLE_EMPLOYEE",
+        "employee",
         2,
         "desk",
     )
@@ -100,6 +100,7 @@ def test_tokens_issue_prints_the_secret_once_and_list_never_does(vats: Vats) -> 
 def test_an_issued_admin_token_works_until_revoked(vats: Vats) -> None:
     issued = vats.json("tokens", "issue", "--role", "admin", "--description", "ops")
     secret, token_id = issued["secret"], issued["token"]["token_id"]
+    assert issued["token"]["role"] == "admin"
     assert vats("departments", "list", token=secret).returncode == 0
 
     out = vats.ok("tokens", "revoke", token_id)

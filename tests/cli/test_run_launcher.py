@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -11,8 +12,10 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from cli_support import (
+    DEMO_SEED,
     PROJECT_DIR,
     PYTHON,
     LineStream,
@@ -21,6 +24,8 @@ from cli_support import (
     process_is_gone,
     stop_process,
 )
+
+from vats_cli.run import SetupError, run_environment
 
 pytestmark = pytest.mark.e2e
 
@@ -54,15 +59,19 @@ class Launched:
         return next(line for line in self.banner if line.startswith(prefix))
 
 
-@pytest.fixture
-def launched(tmp_path: Path) -> Iterator[Launched]:
-    http_addr = f"127.0.0.1:{free_port()}"
-    env = {
+def launcher_env(tmp_path: Path, **settings: str) -> dict[str, str]:
+    return {
         **clean_environ(),
         "VATS_GRPC_ADDR": f"127.0.0.1:{free_port()}",
-        "VATS_HTTP_ADDR": http_addr,
+        "VATS_HTTP_ADDR": f"127.0.0.1:{free_port()}",
         "VATS_DATA_DIR": str(tmp_path / "data"),
+        **settings,
     }
+
+
+@contextlib.contextmanager
+def launch(tmp_path: Path, **settings: str) -> Iterator[Launched]:
+    env = launcher_env(tmp_path, **settings)
     process = subprocess.Popen(
         [PYTHON, "-m", "vats_cli.run"],
         cwd=PROJECT_DIR,
@@ -72,7 +81,7 @@ def launched(tmp_path: Path) -> Iterator[Launched]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    launched = Launched(LineStream(process), http_addr)
+    launched = Launched(LineStream(process), env["VATS_HTTP_ADDR"])
     try:
         launched.wait_for_banner()
         yield launched
@@ -84,6 +93,21 @@ def launched(tmp_path: Path) -> Iterator[Launched]:
         for pipe in (process.stdout, process.stderr):
             if pipe is not None:
                 pipe.close()
+
+
+@pytest.fixture
+def launched(tmp_path: Path) -> Iterator[Launched]:
+    with launch(tmp_path) as running:
+        yield running
+
+
+def write_seed(path: Path, tokens: list[dict[str, object]]) -> Path:
+    """The demo seed with other tokens and another channel key."""
+    seed = json.loads(DEMO_SEED.read_text(encoding="utf-8"))
+    seed["tokens"] = tokens
+    seed["channels"][0]["key"] = "own-channel-key"
+    path.write_text(json.dumps(seed), encoding="utf-8")
+    return path
 
 
 def test_the_banner_curl_line_creates_a_call_and_ctrl_c_stops_both(launched: Launched) -> None:
@@ -126,3 +150,75 @@ def test_when_core_dies_the_gateway_is_stopped_and_run_fails(launched: Launched)
     assert process_is_gone(launched.pids["gateway"])
     assert launched.process.stderr is not None
     assert "core exited" in launched.process.stderr.read()
+
+
+def test_a_seed_with_one_service_token_gives_the_gateway_that_token(tmp_path: Path) -> None:
+    seed = write_seed(
+        tmp_path / "seed.json",
+        [
+            {"token": "own-admin", "role": "admin"},
+            {"token": "own-gateway-secret", "role": "service"},
+            {"token": "own-anna", "role": "employee", "employee_id": 1},
+        ],
+    )
+
+    with launch(tmp_path, VATS_SEED=str(seed)) as launched:
+        reply = httpx.post(
+            f"http://{launched.http_addr}/api/v2/telephony/calls/own-channel-key",
+            data={"action": "create_call", "direction": "incoming", "phone": "777777777"},
+            timeout=30,
+        )
+
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["data"]["call_status"] == "ringing"
+
+
+@pytest.mark.parametrize(
+    ("service_tokens", "says"),
+    [
+        ([], "has no service token"),
+        (["own-gateway", "own-crm"], "has 2 service tokens"),
+        (None, "cannot read the seed"),
+    ],
+)
+def test_without_exactly_one_service_token_in_the_seed_run_stops_and_says_what_to_set(
+    tmp_path: Path, service_tokens: list[str] | None, says: str
+) -> None:
+    seed = tmp_path / "seed.json"
+    if service_tokens is not None:
+        tokens = [{"token": token, "role": "service"} for token in service_tokens]
+        write_seed(seed, [{"token": "own-admin", "role": "admin"}, *tokens])
+
+    process = subprocess.Popen(
+        [PYTHON, "-m", "vats_cli.run"],
+        cwd=PROJECT_DIR,
+        env=launcher_env(tmp_path, VATS_SEED=str(seed)),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = process.communicate(timeout=60)
+    finally:
+        # A launcher that got as far as starting core and gateway stops them on SIGTERM.
+        stop_process(process)
+
+    assert process.returncode == 1
+    (message,) = err.splitlines()
+    assert message.startswith("error: ") and says in message and str(seed) in message
+    assert "set VATS_SERVICE_TOKEN" in message
+    assert "started" not in out
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_service_token_that_is_set_wins_over_the_seed(tmp_path: Path) -> None:
+    seed = write_seed(
+        tmp_path / "seed.json",
+        [{"token": "own-gateway", "role": "service"}, {"token": "own-crm", "role": "service"}],
+    )
+    env = {"VATS_SEED": str(seed), "VATS_SERVICE_TOKEN": "own-crm"}
+
+    assert run_environment(env)["VATS_SERVICE_TOKEN"] == "own-crm"
+    with pytest.raises(SetupError):
+        run_environment({**env, "VATS_SERVICE_TOKEN": ""})

@@ -199,6 +199,32 @@ def test_overlong_comment_is_refused() -> None:
     assert fields_of(command) == {"comment"}
 
 
+@pytest.mark.parametrize(
+    ("given", "field"),
+    [
+        ({"phone": "+7495\x001234567"}, "phone"),
+        ({"comment": "a\x00b"}, "comment"),
+        ({"pbx_call_id": "x\x00"}, "pbx_call_id"),
+        ({"pbx_user_ids": ("101", "1\x0002")}, "pbx_user_ids"),
+    ],
+)
+def test_create_refuses_nul_characters(given: dict[str, object], field: str) -> None:
+    command = CreateCall(direction=Direction.INCOMING, **{"phone": "1", **given})  # type: ignore[arg-type]
+    assert fields_of(command) == {field}
+
+
+@pytest.mark.parametrize(
+    ("given", "field"),
+    [
+        ({"call_id": 1, "comment": "\x00"}, "comment"),
+        ({"pbx_call_id": "p\x00-1"}, "pbx_call_id"),
+        ({"call_id": 1, "pbx_user_id": "\x00101"}, "pbx_user_id"),
+    ],
+)
+def test_update_refuses_nul_characters(given: dict[str, object], field: str) -> None:
+    assert fields_of(UpdateCall(status=Status.ANSWERED, **given)) == {field}  # type: ignore[arg-type]
+
+
 def test_update_needs_exactly_one_call_reference() -> None:
     assert fields_of(UpdateCall(status=Status.ANSWERED)) == {"call_id"}
     both = UpdateCall(status=Status.ANSWERED, call_id=1, pbx_call_id="a")
@@ -270,9 +296,37 @@ def test_phone_forms_normalize_to_one_e164(phone: str) -> None:
     assert domain.contact_key(phone, "RU") == "+74951234567"
 
 
+@pytest.mark.parametrize(
+    ("phone", "e164"),
+    [
+        ("+7 495 123-45-67", "+74951234567"),
+        ("8 (495) 123-45-67", "+74951234567"),
+        ("74951234567", "+74951234567"),
+        ("9161234567", "+79161234567"),
+        ("8 916 123-45-67", "+79161234567"),
+        ("+1 650 253 0000", "+16502530000"),
+    ],
+)
+def test_real_numbers_normalize(phone: str, e164: str) -> None:
+    assert domain.normalize_phone(phone, "RU") == e164
+
+
 def test_unparsable_phone_matches_by_digits() -> None:
     assert domain.normalize_phone("777777777", "RU") == ""
     assert domain.contact_key("777-777-777", "RU") == "digits:777777777"
+
+
+@pytest.mark.parametrize("phone", ["1234567", "123-45-67", "+71234567", "101", "55555"])
+def test_short_numbers_stay_as_sent(phone: str) -> None:
+    # Seven digits could be a local number in some Russian city, but without its area code
+    # it is no number anyone can dial: "+71234567" does not exist.
+    assert domain.normalize_phone(phone, "RU") == ""
+    assert domain.contact_key(phone, "RU") == "digits:" + "".join(c for c in phone if c.isdigit())
+
+
+def test_short_numbers_written_differently_match_each_other() -> None:
+    assert domain.contact_key("123-45-67", "RU") == domain.contact_key("1234567", "RU")
+    assert domain.contact_key("1234567", "RU") != domain.contact_key("+74951234567", "RU")
 
 
 # --- cards -------------------------------------------------------------------------

@@ -456,7 +456,7 @@ CASES: list[tuple[str, dict[str, Any], int, str, str | None]] = [
         "unsupported_media_type",
         None,
     ),
-    ("json-body-as-urlencoded", typed(VALID_JSON, URLENCODED), 422, "invalid_request", "action"),
+    ("json-body-as-urlencoded", typed(VALID_JSON, URLENCODED), 400, "bad_request", None),
     ("json-body-as-multipart", typed(VALID_JSON, MULTIPART), 400, "bad_request", None),
     ("multipart-body-as-json", typed(VALID_MULTIPART, JSON), 400, "bad_request", None),
     ("json-array-body", raw_json("[1, 2, 3]"), 400, "bad_request", None),

@@ -443,6 +443,45 @@ def test_contact_round_trips_and_is_found_by_key(store: Store) -> None:
     assert read(store, lambda uow: uow.contacts.by_key(MOSCOW)) == renamed
 
 
+def test_contacts_are_listed_by_id_a_page_at_a_time_and_removed(store: Store) -> None:
+    at = utc_now()
+    with store.unit_of_work() as uow:
+        contacts = [
+            Contact(uow.contacts.next_id(), key, key, at, name)
+            for key, name in ((SPB, "Olga"), (MOSCOW, "Ivan"), (DIGITS, ""))
+        ]
+        # Added out of id order: the listing is by id all the same.
+        for contact in reversed(contacts):
+            uow.contacts.add(contact)
+        uow.commit()
+    first, second, third = contacts
+    assert read(store, lambda uow: uow.contacts.list()) == contacts
+    assert read(store, lambda uow: uow.contacts.list(limit=2)) == [first, second]
+    assert read(store, lambda uow: uow.contacts.list(after=first.contact_id)) == [second, third]
+    assert read(store, lambda uow: uow.contacts.list(after=second.contact_id, limit=5)) == [third]
+    assert read(store, lambda uow: uow.contacts.list(after=third.contact_id)) == []
+    assert read(store, lambda uow: uow.contacts.list(limit=0)) == []
+
+    with store.unit_of_work() as uow:
+        assert uow.contacts.remove(second.contact_id) is True
+        assert uow.contacts.remove(404) is False
+        uow.commit()
+    assert read(store, lambda uow: uow.contacts.get(second.contact_id)) is None
+    assert read(store, lambda uow: uow.contacts.by_key(MOSCOW)) is None
+    assert read(store, lambda uow: uow.contacts.list()) == [first, third]
+    with store.unit_of_work() as uow:
+        uow.contacts.remove(first.contact_id)
+    # Not committed: the contact stays.
+    assert read(store, lambda uow: uow.contacts.list()) == [first, third]
+    # A removed contact's number may be added again, under a new id.
+    with store.unit_of_work() as uow:
+        again = Contact(uow.contacts.next_id(), MOSCOW, MOSCOW, at, "Ivan again")
+        uow.contacts.add(again)
+        uow.commit()
+    assert again.contact_id > third.contact_id
+    assert read(store, lambda uow: uow.contacts.by_key(MOSCOW)) == again
+
+
 def test_channel_round_trips_and_save_replaces_it(store: Store) -> None:
     with store.unit_of_work() as uow:
         first = make_channel(uow.channels.next_id(), enabled=False)

@@ -311,6 +311,18 @@ class MongoContactRepository(_CountedRepository):
         document = self._find_one({"key": key})
         return None if document is None else docs.contact_from_document(document)
 
+    def list(self, after: int = 0, limit: int | None = None) -> list[Contact]:
+        if limit is not None and limit <= 0:
+            # pymongo reads a limit of 0 as none at all.
+            return []
+        found = self._collection.find({"_id": {"$gt": after}}).sort("_id", ASCENDING)
+        if limit is not None:
+            found = found.limit(limit)
+        return [docs.contact_from_document(d) for d in found]
+
+    def remove(self, contact_id: int) -> bool:
+        return _remove(self._collection, self._buffer, {"_id": contact_id}) > 0
+
 
 class MongoChannelRepository(_CountedRepository):
     counter = "channel"

@@ -571,6 +571,20 @@ class SqliteContactRepository:
         row = self._session.row(f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE key = ?", (key,))
         return None if row is None else _contact(row)
 
+    def list(self, after: int = 0, limit: int | None = None) -> list[Contact]:
+        if limit is not None and limit <= 0:
+            return []
+        rows = self._session.rows(
+            f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE contact_id > ? "
+            "ORDER BY contact_id LIMIT ?",
+            (after, -1 if limit is None else limit),
+        )
+        return [_contact(row) for row in rows]
+
+    def remove(self, contact_id: int) -> bool:
+        removed = self._session.write("DELETE FROM contacts WHERE contact_id = ?", (contact_id,))
+        return removed > 0
+
     @staticmethod
     def _values(contact: Contact) -> tuple[Any, ...]:
         return (
