@@ -11,6 +11,7 @@ import uvicorn
 from gateway import logs
 from gateway.app import GatewayApp, create_app
 from gateway.config import Config
+from vats_lifetime import end_with_launcher
 
 # uvicorn's exit status when the server could not start.
 STARTUP_FAILURE = 3
@@ -33,6 +34,7 @@ class GatewayServer(uvicorn.Server):
 
 
 def main() -> None:
+    end_with_launcher()
     config = Config()
     logs.setup(config.log_level)
     host, port = config.http_host_port
@@ -45,7 +47,10 @@ def main() -> None:
             loop="uvloop",
             http="httptools",
             lifespan="on",
-            proxy_headers=True,
+            # X-Forwarded-For / X-Forwarded-Proto are believed only from these peers:
+            # the client address in logs and the scheme of links come from them.
+            proxy_headers=bool(config.trusted_proxies),
+            forwarded_allow_ips=list(config.trusted_proxies),
             # uvicorn's access log shows raw paths (channel keys) and query strings
             # (tokens): the gateway writes its own, by route template.
             access_log=False,

@@ -59,4 +59,4 @@ class CallsResource:
             call = await self._core.update_call(
                 convert.update_request(form, key, idempotency_key, body.recording_id), request_id
             )
-        resp.media = convert.call_reply(call, self._config.public_url)
+        resp.media = convert.call_reply(call, self._config.public_url_for(req.scheme))

@@ -166,10 +166,14 @@ class CardsResource:
         client_gone = req.scope.get(CLIENT_GONE) or asyncio.Event()
         resp.set_header("Cache-Control", "no-cache")
         resp.set_header("X-Accel-Buffering", "no")
-        resp.sse = self._events(feed, first, client_gone)
+        resp.sse = self._events(feed, first, client_gone, self._config.public_url_for(req.scheme))
 
     async def _events(
-        self, feed: CardFeed, first: Item | _Quiet, client_gone: asyncio.Event
+        self,
+        feed: CardFeed,
+        first: Item | _Quiet,
+        client_gone: asyncio.Event,
+        public_url: str,
     ) -> AsyncIterator[SSEvent]:
         keepalive = self._config.sse_keepalive
         # Done when the client hangs up or the gateway shuts down: the stream ends at once.
@@ -178,7 +182,7 @@ class CardsResource:
             item = first
             while item is not None:
                 if isinstance(item, CallCardEvent):
-                    event = convert.card_event(item, self._config.public_url)
+                    event = convert.card_event(item, public_url)
                     if event is not None:
                         yield event
                 elif isinstance(item, grpc.aio.AioRpcError):

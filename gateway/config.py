@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from collections.abc import Mapping
@@ -27,6 +28,8 @@ class Config:
     VATS_SHUTDOWN_GRACE [5]: seconds open requests get at shutdown (card streams end at once).
     VATS_LOG_LEVEL [INFO]: least severe level logged (JSON lines on stderr).
     VATS_RATE_LIMIT [50]: PBX requests per second per channel (burst twice that); 0: no limit.
+    VATS_TRUSTED_PROXIES [none]: addresses or CIDR networks of the reverse proxies whose
+        X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated).
     """
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
@@ -53,6 +56,7 @@ class Config:
         self.shutdown_grace = int(_seconds(env, "VATS_SHUTDOWN_GRACE", 5.0))
         self.log_level = (env.get("VATS_LOG_LEVEL") or "INFO").upper()
         self.rate_limit = _rate(env, "VATS_RATE_LIMIT", 50.0)
+        self.trusted_proxies = _networks(env, "VATS_TRUSTED_PROXIES")
 
     @property
     def http_host_port(self) -> tuple[str, int]:
@@ -60,6 +64,16 @@ class Config:
         if not host or not port.isdigit():
             raise ValueError(f"VATS_HTTP_ADDR must be host:port, not {self.http_addr!r}")
         return host.strip("[]"), int(port)
+
+    def public_url_for(self, scheme: str) -> str:
+        """The prefix of links in the reply to a request that came in over `scheme`.
+
+        A request that reached a trusted proxy over https gets https links even when
+        VATS_PUBLIC_URL says http; links are never downgraded to http.
+        """
+        if scheme == "https" and self.public_url.startswith("http://"):
+            return "https://" + self.public_url.removeprefix("http://")
+        return self.public_url
 
 
 def _number(env: Mapping[str, str], name: str, default: int) -> int:
@@ -99,3 +113,26 @@ def _rate(env: Mapping[str, str], name: str, default: float) -> float:
     if not (value >= 0 and math.isfinite(value)):
         raise ValueError(f"{name} must be 0 (off) or positive, not {raw!r}")
     return value
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Addresses and CIDR networks, written the one way uvicorn's proxy headers
+    middleware understands (it would take a malformed entry as a name that never matches)."""
+    raw = env.get(name) or ""
+    networks: list[str] = []
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            network = ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"{name} must list IP addresses or CIDR networks, not {item!r}"
+            ) from None
+        networks.append(str(network.network_address) if _is_host(network) else str(network))
+    return tuple(networks)
+
+
+def _is_host(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    return network.num_addresses == 1

@@ -209,7 +209,9 @@ class CallHistoryResource:
         except grpc.aio.AioRpcError as error:
             raise self._core.rpc_error(error) from error
         resp.media = {
-            "data": [call_summary(call, self._config.public_url) for call in reply.calls],
+            "data": [
+                call_summary(call, self._config.public_url_for(req.scheme)) for call in reply.calls
+            ],
             "next_page_token": reply.next_page_token or None,
         }
 
@@ -237,4 +239,4 @@ class CallResource:
             )
         except grpc.aio.AioRpcError as error:
             raise self._core.rpc_error(error) from error
-        resp.media = {"data": call_details(reply.call, self._config.public_url)}
+        resp.media = {"data": call_details(reply.call, self._config.public_url_for(req.scheme))}

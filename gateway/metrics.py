@@ -124,6 +124,9 @@ class RequestObserver:
             "action": action,
             "status": status,
             "duration_ms": round(seconds * 1000, 2),
+            # The connection's client as uvicorn reports it: the peer, or the client a trusted
+            # proxy (VATS_TRUSTED_PROXIES) names. Falcon puts it last, after whatever
+            # X-Forwarded-For a client wrote itself.
             "client": req.remote_addr,
         }
         if resp.sse is not None:

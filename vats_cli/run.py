@@ -1,9 +1,11 @@
 """`make run`: starts core and gateway for trying vats-bridge out, with the demo seed on the
-SQLite store in ./data, prints how to use them, and stops both on Ctrl-C or when either dies."""
+SQLite store in ./data, prints how to use them, and stops both when it ends (Ctrl-C, SIGTERM,
+SIGHUP, even SIGKILL) or when either dies."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -21,9 +23,14 @@ from typing import Any, TextIO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from vats_lifetime import LAUNCHER_PID
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEMO_SEED = PROJECT_DIR / "seed" / "demo.json"
 STOP_GRACE_SECONDS = 10.0
+# What ends the launcher and, through it, core and gateway: Ctrl-C, `kill`, and the hangup a
+# closing terminal sends to its foreground process group.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class SetupError(Exception):
@@ -107,9 +114,18 @@ class Child:
         return self._process.pid
 
     def start(self) -> None:
+        """Starts the child; call it from the main thread, which lives as long as the launcher.
+
+        The child ends with the launcher even when the launcher is killed outright: asked
+        through its environment, it sets a parent-death signal on itself
+        (`vats_lifetime.end_with_launcher`), which Linux sends when the thread that started it
+        ends. Not in a `preexec_fn`: that runs between fork and exec in a copy of this process
+        whose other threads (the output pumps) vanished holding whatever locks they held, and
+        can hang there.
+        """
         self._process = subprocess.Popen(
             self._argv,
-            env=self._env,
+            env={**self._env, LAUNCHER_PID: str(os.getpid())},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -149,8 +165,26 @@ class Child:
             for raw in stream:
                 line = raw.decode("utf-8", errors="replace").rstrip("\n")
                 with self._out_lock:
-                    self._out.write(f"[{self.name}] {line}\n")
-                    self._out.flush()
+                    _write(self._out, f"[{self.name}] {line}\n")
+
+
+def _write(out: TextIO, text: str) -> None:
+    # A closed terminal fails every write (EIO) once it has sent its hangup; the line is lost,
+    # but the output is still drained, so that the child never blocks on a full pipe.
+    with contextlib.suppress(OSError, ValueError):
+        out.write(text)
+        out.flush()
+
+
+def describe_exit(code: int) -> str:
+    """How a child ended, from its `returncode`: negative when a signal killed it."""
+    if code >= 0:
+        return f"with code {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    return f"killed by {name}"
 
 
 def local_address(addr: str) -> str:
@@ -327,20 +361,21 @@ class Launcher:
             if code is not None:
                 child.drain()
                 others = [c.name for c in self._children if c is not child]
-                self._fail(f"{child.name} exited with code {code}; stopping {' and '.join(others)}")
+                self._fail(
+                    f"{child.name} exited unexpectedly, {describe_exit(code)}; "
+                    f"stopping {' and '.join(others)}"
+                )
                 return child
         return None
 
     def _say(self, text: str) -> None:
         with self._out_lock:
-            self._out.write(text + "\n")
-            self._out.flush()
+            _write(self._out, text + "\n")
 
     def _fail(self, text: str) -> None:
         with self._out_lock:
-            self._out.flush()
-            self._err.write(f"error: {text}\n")
-            self._err.flush()
+            _write(self._out, "")
+            _write(self._err, f"error: {text}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -349,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=(
             "Start core and gateway in the foreground (demo seed; data in VATS_DATA_DIR, "
             "./data by default, kept across restarts; MongoDB when VATS_MONGODB_URI is set); "
-            "Ctrl-C stops both."
+            "Ctrl-C, SIGTERM or SIGHUP stops both, and so does killing this launcher."
         ),
     )
     parser.add_argument(
@@ -366,8 +401,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     launcher = Launcher(env, sys.stdout, sys.stderr, args.start_timeout)
-    signal.signal(signal.SIGINT, launcher.request_stop)
-    signal.signal(signal.SIGTERM, launcher.request_stop)
+    for signum in STOP_SIGNALS:
+        # Started under nohup, it keeps nohup's promise to run on once the terminal closes.
+        if signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
+            continue
+        signal.signal(signum, launcher.request_stop)
     return launcher.run()
 
 
