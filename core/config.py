@@ -1,76 +1,75 @@
-"""Core's configuration, read from the environment (SPEC 9)."""
+"""Core's settings: its VATS_ variables (defined in `vats_settings.table`), read once at start."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 from collections.abc import Mapping
+from typing import Any
+
+from vats_settings import Setting
+from vats_settings import table as t
 
 
 @dataclasses.dataclass(frozen=True)
 class CoreConfig:
-    grpc_addr: str = "127.0.0.1:50051"
-    http_addr: str = "127.0.0.1:8080"
-    mongodb_uri: str | None = None
-    mongodb_db: str = "vats"
-    seed_path: str | None = None
-    data_dir: str = "./data"
-    public_url: str = "http://127.0.0.1:8080"
-    max_record_mb: int = 200
-    default_region: str = "RU"
+    """The defaults are the variables' defaults, except that metrics are off unless asked
+    for (tests build one directly and serve no metrics)."""
+
+    grpc_addr: str = t.GRPC_ADDR.initial
+    http_addr: str = t.HTTP_ADDR.initial
+    mongodb_uri: str | None = t.MONGODB_URI.initial
+    mongodb_db: str = t.MONGODB_DB.initial
+    seed_path: str | None = t.SEED.initial
+    data_dir: str = t.DATA_DIR.initial
+    public_url: str = t.PUBLIC_URL.initial
+    max_record_mb: int = t.MAX_RECORD_MB.initial
+    default_region: str = t.DEFAULT_REGION.initial
     # Signs recording download links; unset, a secret made at the first start is
     # kept in the data directory. Set it when running more than one core.
-    link_secret: str | None = None
-    link_ttl_seconds: int = 24 * 3600
-    ringing_expiry_seconds: int = 15 * 60
-    in_progress_expiry_seconds: int = 4 * 3600
-    sweep_interval_seconds: float = 30.0
-    storage_workers: int = 8
+    link_secret: str | None = t.LINK_SECRET.initial
+    link_ttl_seconds: int = t.LINK_TTL_SECONDS.initial
+    ringing_expiry_seconds: int = t.RINGING_EXPIRY_SECONDS.initial
+    in_progress_expiry_seconds: int = t.IN_PROGRESS_EXPIRY_SECONDS.initial
+    sweep_interval_seconds: float = t.SWEEP_INTERVAL_SECONDS.initial
+    storage_workers: int = t.STORAGE_WORKERS.initial
     # "changestream" (cards from every core on a replica set) or "inprocess";
     # on SQLite (one writer) events are always in-process.
-    event_source: str = "changestream"
-    # host:port of the Prometheus /metrics endpoint; None turns it off (the
-    # environment's default is 127.0.0.1:9464, "off" turns it off there).
+    event_source: str = t.EVENT_SOURCE.initial
+    # host:port of the Prometheus /metrics endpoint; None turns it off.
     metrics_addr: str | None = None
     # How often storage is pinged (health) and the gauges of stored state refreshed.
-    storage_check_seconds: float = 5.0
-    log_level: str = "INFO"
+    storage_check_seconds: float = t.STORAGE_CHECK_SECONDS.initial
+    log_level: str = t.LOG_LEVEL.initial
+    test_storage_delay_ms: int = t.TEST_STORAGE_DELAY_MS.initial
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CoreConfig:
+        """Raises vats_settings.SettingError, naming the variable, for a value it refuses."""
         env = os.environ if env is None else env
-        http_addr = env.get("VATS_HTTP_ADDR", cls.http_addr)
-        return cls(
-            grpc_addr=env.get("VATS_GRPC_ADDR", cls.grpc_addr),
-            http_addr=http_addr,
-            mongodb_uri=env.get("VATS_MONGODB_URI") or None,
-            mongodb_db=env.get("VATS_MONGODB_DB", cls.mongodb_db),
-            seed_path=env.get("VATS_SEED") or None,
-            data_dir=env.get("VATS_DATA_DIR", cls.data_dir),
-            public_url=(env.get("VATS_PUBLIC_URL") or f"http://{http_addr}").rstrip("/"),
-            max_record_mb=int(env.get("VATS_MAX_RECORD_MB", cls.max_record_mb)),
-            default_region=env.get("VATS_DEFAULT_REGION", cls.default_region),
-            link_secret=env.get("VATS_LINK_SECRET") or None,
-            link_ttl_seconds=int(env.get("VATS_LINK_TTL_SECONDS", cls.link_ttl_seconds)),
-            ringing_expiry_seconds=int(
-                env.get("VATS_RINGING_EXPIRY_SECONDS", cls.ringing_expiry_seconds)
-            ),
-            in_progress_expiry_seconds=int(
-                env.get("VATS_IN_PROGRESS_EXPIRY_SECONDS", cls.in_progress_expiry_seconds)
-            ),
-            sweep_interval_seconds=float(
-                env.get("VATS_SWEEP_INTERVAL_SECONDS", cls.sweep_interval_seconds)
-            ),
-            storage_workers=int(env.get("VATS_STORAGE_WORKERS", cls.storage_workers)),
-            event_source=env.get("VATS_EVENT_SOURCE", cls.event_source),
-            metrics_addr=_metrics_addr(env.get("VATS_METRICS_ADDR", "127.0.0.1:9464")),
-            storage_check_seconds=float(
-                env.get("VATS_STORAGE_CHECK_SECONDS", cls.storage_check_seconds)
-            ),
-            log_level=env.get("VATS_LOG_LEVEL", cls.log_level),
-        )
+        values: dict[str, Any] = {field: s.read(env) for field, s in _VARIABLES.items()}
+        return cls(**values)
 
 
-def _metrics_addr(value: str) -> str | None:
-    value = value.strip()
-    return None if value.lower() in ("", "off") else value
+_VARIABLES: dict[str, Setting[Any]] = {
+    "grpc_addr": t.GRPC_ADDR,
+    "http_addr": t.HTTP_ADDR,
+    "mongodb_uri": t.MONGODB_URI,
+    "mongodb_db": t.MONGODB_DB,
+    "seed_path": t.SEED,
+    "data_dir": t.DATA_DIR,
+    "public_url": t.PUBLIC_URL,
+    "max_record_mb": t.MAX_RECORD_MB,
+    "default_region": t.DEFAULT_REGION,
+    "link_secret": t.LINK_SECRET,
+    "link_ttl_seconds": t.LINK_TTL_SECONDS,
+    "ringing_expiry_seconds": t.RINGING_EXPIRY_SECONDS,
+    "in_progress_expiry_seconds": t.IN_PROGRESS_EXPIRY_SECONDS,
+    "sweep_interval_seconds": t.SWEEP_INTERVAL_SECONDS,
+    "storage_workers": t.STORAGE_WORKERS,
+    "event_source": t.EVENT_SOURCE,
+    "metrics_addr": t.METRICS_ADDR,
+    "storage_check_seconds": t.STORAGE_CHECK_SECONDS,
+    "log_level": t.LOG_LEVEL,
+    "test_storage_delay_ms": t.TEST_STORAGE_DELAY_MS,
+}

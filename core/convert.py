@@ -12,39 +12,7 @@ from core import domain
 from core.auth import Role
 from core.model import CallView, Channel, Contact, Recording, Token
 from telephony.v1 import call_pb2, channel_service_pb2, directory_service_pb2
-
-State = call_pb2.Call.State
-
-_STATE_OF = {
-    domain.Status.RINGING: State.STATE_RINGING,
-    domain.Status.IN_PROGRESS: State.STATE_IN_PROGRESS,
-    domain.Status.CANCELED: State.STATE_CANCELED,
-    domain.Status.MISSED: State.STATE_MISSED,
-    domain.Status.FAILED: State.STATE_FAILED,
-    domain.Status.ANSWERED: State.STATE_ANSWERED,
-    domain.Status.BUSY: State.STATE_BUSY,
-}
-_STATUS_OF = {v: k for k, v in _STATE_OF.items()}
-
-_DIRECTION_OF = {
-    domain.Direction.INCOMING: call_pb2.DIRECTION_INCOMING,
-    domain.Direction.OUTGOING: call_pb2.DIRECTION_OUTGOING,
-}
-_DIRECTION_FROM = {v: k for k, v in _DIRECTION_OF.items()}
-
-_ROLE_OF = {
-    Role.ADMIN: directory_service_pb2.ROLE_ADMIN,
-    Role.SERVICE: directory_service_pb2.ROLE_SERVICE,
-    Role.EMPLOYEE: directory_service_pb2.ROLE_EMPLOYEE,
-}
-_ROLE_FROM = {v: k for k, v in _ROLE_OF.items()}
-
-_FORMAT_OF = {
-    "mp3": call_pb2.Recording.FORMAT_MP3,
-    "mp4": call_pb2.Recording.FORMAT_MP4,
-    "wav": call_pb2.Recording.FORMAT_WAV,
-    "ogg": call_pb2.Recording.FORMAT_OGG,
-}
+from vocabulary import DIRECTION, FORMAT, ROLE, STATUS
 
 # Builds the signed path and expiry of a recording's download link.
 LinkMaker = Callable[[str], tuple[str, datetime]]
@@ -52,27 +20,30 @@ LinkMaker = Callable[[str], tuple[str, datetime]]
 
 def status_from_proto(state: int) -> domain.Status | None:
     """None for STATE_UNSPECIFIED; unknown numbers are refused by the caller."""
-    return _STATUS_OF.get(state)  # type: ignore[call-overload]
+    name = STATUS.name(state)
+    return None if name is None else domain.Status(name)
 
 
 def state_of(status: domain.Status) -> call_pb2.Call.State:
-    return _STATE_OF[domain.Status(status)]
+    return STATUS.number(domain.Status(status))
 
 
 def direction_from_proto(direction: int) -> domain.Direction | None:
-    return _DIRECTION_FROM.get(direction)  # type: ignore[call-overload]
+    name = DIRECTION.name(direction)
+    return None if name is None else domain.Direction(name)
 
 
 def direction_of(direction: domain.Direction) -> call_pb2.Direction:
-    return _DIRECTION_OF[domain.Direction(direction)]
+    return DIRECTION.number(domain.Direction(direction))
 
 
 def role_from_proto(role: int) -> Role | None:
-    return _ROLE_FROM.get(role)  # type: ignore[call-overload]
+    name = ROLE.name(role)
+    return None if name is None else Role(name)
 
 
 def role_of(role: str) -> directory_service_pb2.Role:
-    return _ROLE_OF[Role(role)]
+    return ROLE.number(Role(role))
 
 
 def timestamp(value: datetime | None) -> Timestamp | None:
@@ -102,7 +73,7 @@ def recording_message(recording: Recording, links: LinkMaker | None) -> call_pb2
     message = call_pb2.Recording(
         recording_id=recording.recording_id,
         call_id=recording.call_id or 0,
-        format=_FORMAT_OF.get(recording.format, call_pb2.Recording.FORMAT_UNSPECIFIED),
+        format=FORMAT.number(recording.format),
         content_type=recording.content_type,
         size_bytes=recording.size,
         sha256=recording.sha256,

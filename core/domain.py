@@ -17,6 +17,9 @@ import phonenumbers
 from core.errors import FinalStatus, InvalidRequest
 
 
+# Status, Direction, CardChange and ACTIVE_STATUSES restate the proto enums and the contract's
+# active states, which the `vocabulary` package derives; tests/test_vocabulary.py fails when
+# the two part.
 class Status(enum.StrEnum):
     RINGING = "ringing"
     IN_PROGRESS = "in-progress"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
@@ -91,21 +90,16 @@ def bearer_token(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
     return None
 
 
-def _test_storage_delay() -> float:
-    """For tests only: VATS_TEST_STORAGE_DELAY_MS makes the storage work of every request
-    that much slower, as a slow database would, to test deadlines end to end."""
-    raw = os.environ.get("VATS_TEST_STORAGE_DELAY_MS", "")
-    return int(raw) / 1000 if raw.isdigit() else 0.0
-
-
 class StorageRunner:
     """Runs blocking storage work off the event loop, on a pool of worker threads."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, test_delay: float = 0.0) -> None:
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="storage"
         )
-        self.test_delay = _test_storage_delay()
+        # Seconds added to each request's storage work by the test suite, as a slow
+        # database would add them (VATS_TEST_STORAGE_DELAY_MS).
+        self.test_delay = test_delay
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)

@@ -19,6 +19,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+import vats_settings
 from core import domain, logs, rpc
 from core.app import (
     CallCommands,
@@ -118,7 +119,9 @@ class Core:
         data_dir.mkdir(parents=True, exist_ok=True)
         self._data_lock = None if config.mongodb_uri else lock_data_dir(data_dir)
         self.store = open_store(config)
-        self.runner = rpc.StorageRunner(config.storage_workers)
+        self.runner = rpc.StorageRunner(
+            config.storage_workers, test_delay=config.test_storage_delay_ms / 1000
+        )
         self.signer = LinkSigner(
             hashlib.sha256(link_secret(config)).digest(), config.link_ttl_seconds
         )
@@ -332,7 +335,7 @@ async def serve(config: CoreConfig) -> None:
 
 
 def main() -> None:
-    config = CoreConfig.from_env()
+    config = vats_settings.load(CoreConfig.from_env)
     logs.setup(config.log_level)
     try:
         asyncio.run(serve(config))

@@ -8,6 +8,7 @@ import sys
 
 import uvicorn
 
+import vats_settings
 from gateway import logs
 from gateway.app import GatewayApp, create_app
 from gateway.config import Config
@@ -35,7 +36,7 @@ class GatewayServer(uvicorn.Server):
 
 def main() -> None:
     end_with_launcher()
-    config = Config()
+    config = vats_settings.load(Config)
     logs.setup(config.log_level)
     host, port = config.http_host_port
     app = create_app(config)

@@ -12,13 +12,13 @@ import falcon
 import falcon.asgi
 
 from gateway import errors
+from gateway.agent_vocabulary import AGENT_VOCABULARY_PATH, AgentVocabularyResource
 from gateway.calls import CallsResource
 from gateway.cards import CLIENT_GONE, CardsResource
 from gateway.config import Config
 from gateway.core_client import CoreClient
 from gateway.health import (
     AGENT_PAGE_PATH,
-    OPENAPI_PATH,
     FileResource,
     HealthResource,
     LivenessResource,
@@ -26,6 +26,7 @@ from gateway.health import (
 )
 from gateway.history import CallHistoryResource, CallResource
 from gateway.metrics import MetricsResource, RequestObserver
+from gateway.openapi import OpenApiResource
 from gateway.records import RecordsResource
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -100,7 +101,8 @@ def create_app(config: Config | None = None, core: CoreClient | None = None) -> 
     app.add_route("/livez", LivenessResource())
     app.add_route("/readyz", ReadinessResource(config, core))
     app.add_route("/metrics", MetricsResource())
-    app.add_route("/openapi.json", FileResource(OPENAPI_PATH, falcon.MEDIA_JSON))
+    app.add_route("/openapi.json", OpenApiResource())
     app.add_route("/agent", FileResource(AGENT_PAGE_PATH, falcon.MEDIA_HTML))
+    app.add_route(AGENT_VOCABULARY_PATH, AgentVocabularyResource())
     app.add_static_route("/static", str(AGENT_PAGE_PATH.parent))
     return app

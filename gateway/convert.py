@@ -8,28 +8,7 @@ from falcon.asgi import SSEvent
 
 from gateway import forms
 from telephony.v1 import call_pb2, call_service_pb2
-
-STATE_BY_STATUS: dict[str, call_pb2.Call.State] = {
-    "ringing": call_pb2.Call.STATE_RINGING,
-    "in-progress": call_pb2.Call.STATE_IN_PROGRESS,
-    "canceled": call_pb2.Call.STATE_CANCELED,
-    "missed": call_pb2.Call.STATE_MISSED,
-    "failed": call_pb2.Call.STATE_FAILED,
-    "answered": call_pb2.Call.STATE_ANSWERED,
-    "busy": call_pb2.Call.STATE_BUSY,
-}
-STATUS_BY_STATE = {state: status for status, state in STATE_BY_STATUS.items()}
-DIRECTION_BY_NAME: dict[str, call_pb2.Direction] = {
-    "incoming": call_pb2.DIRECTION_INCOMING,
-    "outgoing": call_pb2.DIRECTION_OUTGOING,
-}
-NAME_BY_DIRECTION = {direction: name for name, direction in DIRECTION_BY_NAME.items()}
-EVENT_NAMES = {
-    call_service_pb2.CallCardEvent.TYPE_SHOW: "show",
-    call_service_pb2.CallCardEvent.TYPE_UPDATE: "update",
-    call_service_pb2.CallCardEvent.TYPE_HIDE: "hide",
-    call_service_pb2.CallCardEvent.TYPE_RESET: "reset",
-}
+from vocabulary import CARD_EVENT, DIRECTION, STATUS
 
 
 def channel_ref(channel_key: str) -> call_service_pb2.ChannelRef:
@@ -41,9 +20,9 @@ def create_request(
 ) -> call_service_pb2.CreateCallRequest:
     request = call_service_pb2.CreateCallRequest(
         channel=channel_ref(channel_key),
-        direction=DIRECTION_BY_NAME.get(form.direction or "", call_pb2.DIRECTION_UNSPECIFIED),
+        direction=DIRECTION.number(form.direction),
         phone=form.phone or "",
-        state=STATE_BY_STATUS.get(form.call_status or "", call_pb2.Call.STATE_UNSPECIFIED),
+        state=STATUS.number(form.call_status),
         pbx_user_ids=form.pbx_user_ids,
         user_ids=form.user_ids,
         group_ids=form.group_ids,
@@ -62,7 +41,7 @@ def update_request(
 ) -> call_service_pb2.UpdateCallRequest:
     request = call_service_pb2.UpdateCallRequest(
         channel=channel_ref(channel_key),
-        state=STATE_BY_STATUS.get(form.call_status or "", call_pb2.Call.STATE_UNSPECIFIED),
+        state=STATUS.number(form.call_status),
         idempotency_key=idempotency_key,
         recording_id=recording_id,
     )
@@ -96,7 +75,7 @@ def call_reply(call: call_pb2.Call, public_url: str) -> dict[str, Any]:
             "pbx_call_id": call.pbx_call_id if call.HasField("pbx_call_id") else None,
             "user_id": call.user_id if call.HasField("user_id") else None,
             "pbx_user_id": call.pbx_user_id if call.HasField("pbx_user_id") else None,
-            "call_status": STATUS_BY_STATE.get(call.state),
+            "call_status": STATUS.name(call.state),
             "audio_record": absolute_link(public_url, recording),
             "ticket_id": call.ticket.ticket_id,
         }
@@ -109,10 +88,10 @@ def card_json(card: call_pb2.CallCard, public_url: str) -> dict[str, Any]:
         "ticket_id": card.ticket_id,
         "channel_id": card.channel_id,
         "channel_name": card.channel_name,
-        "direction": NAME_BY_DIRECTION.get(card.direction),
+        "direction": DIRECTION.name(card.direction),
         "phone": card.phone,
         "contact_name": card.contact_name,
-        "call_status": STATUS_BY_STATE.get(card.state),
+        "call_status": STATUS.name(card.state),
         "user_id": card.user_id if card.HasField("user_id") else None,
         "user_name": card.user_name,
         "pbx_call_id": card.pbx_call_id if card.HasField("pbx_call_id") else None,
@@ -123,7 +102,7 @@ def card_json(card: call_pb2.CallCard, public_url: str) -> dict[str, Any]:
 
 def card_event(event: call_service_pb2.CallCardEvent, public_url: str) -> SSEvent | None:
     """The SSE message for a card event; None for event types this gateway does not know."""
-    name = EVENT_NAMES.get(event.type)
+    name = CARD_EVENT.name(event.type)
     if name is None:
         return None
     data: dict[str, Any]

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Final, NoReturn
 from urllib.parse import parse_qsl
 
-STATUSES: Final = ("ringing", "in-progress", "canceled", "missed", "failed", "answered", "busy")
-DIRECTIONS: Final = ("incoming", "outgoing")
+from vocabulary import DIRECTION, STATUS
+
 ACTIONS: Final = ("create_call", "update_call")
 
 # Published copies of the contract spell some names with Cyrillic letters that
@@ -132,16 +132,16 @@ def parse_call(form: RawForm) -> CreateCall | UpdateCall:
         result = UpdateCall(
             call_id=fields.integer("call_id"),
             pbx_call_id=fields.text("pbx_call_id"),
-            call_status=fields.choice("call_status", STATUSES),
+            call_status=fields.choice("call_status", STATUS.names),
             user_id=fields.integer("user_id"),
             pbx_user_id=fields.text("pbx_user_id"),
             comment=fields.text("comment", strip=False),
         )
     else:
         result = CreateCall(
-            direction=fields.choice("direction", DIRECTIONS),
+            direction=fields.choice("direction", DIRECTION.names),
             phone=fields.text("phone"),
-            call_status=fields.choice("call_status", STATUSES),
+            call_status=fields.choice("call_status", STATUS.names),
             pbx_call_id=fields.text("pbx_call_id"),
             pbx_user_ids=fields.texts("pbx_user_ids"),
             user_ids=fields.integers("user_ids"),

@@ -1,4 +1,4 @@
-"""Health, liveness and readiness checks, the OpenAPI document and the agent page.
+"""Health, liveness and readiness checks, and the agent page.
 
 Liveness (/livez) is the process alone: restart the gateway when it fails.
 Readiness (/readyz) is whether requests can be served now: core answers SERVING
@@ -20,7 +20,6 @@ from gateway.config import Config
 from gateway.core_client import CoreClient
 
 PACKAGE_DIR = pathlib.Path(__file__).parent
-OPENAPI_PATH = PACKAGE_DIR / "openapi.json"
 AGENT_PAGE_PATH = PACKAGE_DIR / "static" / "agent.html"
 CALL_SERVICE = "telephony.v1.CallService"
 

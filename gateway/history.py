@@ -21,6 +21,7 @@ from gateway.config import Config
 from gateway.core_client import CoreClient
 from gateway.errors import GatewayError, invalid_fields
 from telephony.v1 import call_pb2, call_service_pb2
+from vocabulary import DIRECTION, STATUS
 
 MAX_PAGE_SIZE = 500
 _ID = re.compile(r"[1-9][0-9]{0,17}")
@@ -69,11 +70,11 @@ def call_summary(call: call_pb2.Call, public_url: str) -> dict[str, Any]:
         "channel_id": call.channel_id,
         "channel_name": call.channel_name,
         "pbx_call_id": call.pbx_call_id if call.HasField("pbx_call_id") else None,
-        "direction": convert.NAME_BY_DIRECTION.get(call.direction),
+        "direction": DIRECTION.name(call.direction),
         "phone": call.phone,
         "phone_e164": call.phone_e164 or None,
         "contact_name": call.ticket.contact.name,
-        "call_status": convert.STATUS_BY_STATE.get(call.state),
+        "call_status": STATUS.name(call.state),
         "user_id": call.user_id if call.HasField("user_id") else None,
         "pbx_user_id": call.pbx_user_id if call.HasField("pbx_user_id") else None,
         "created_at": _time(call, "create_time"),
@@ -91,7 +92,7 @@ def call_details(call: call_pb2.Call, public_url: str) -> dict[str, Any]:
     return {
         **call_summary(call, public_url),
         "status_history": [
-            {"call_status": convert.STATUS_BY_STATE.get(change.state), "at": _time(change, "time")}
+            {"call_status": STATUS.name(change.state), "at": _time(change, "time")}
             for change in call.status_history
         ],
         "comments": [
@@ -138,17 +139,17 @@ def list_request(req: falcon.asgi.Request) -> call_service_pb2.ListCallsRequest:
         for part in value.split(",")
         if part.strip()
     ]
-    unknown = [s for s in statuses if s not in convert.STATE_BY_STATUS]
+    unknown = [s for s in statuses if s not in STATUS]
     if unknown:
-        fields["status"] = "one of " + ", ".join(convert.STATE_BY_STATUS)
+        fields["status"] = "one of " + ", ".join(STATUS.names)
     else:
-        request.states.extend(dict.fromkeys(convert.STATE_BY_STATUS[s] for s in statuses))
+        request.states.extend(dict.fromkeys(STATUS.number(s) for s in statuses))
 
     direction = (req.get_param("direction") or "").strip()
-    if direction and direction not in convert.DIRECTION_BY_NAME:
-        fields["direction"] = "incoming or outgoing"
+    if direction and direction not in DIRECTION:
+        fields["direction"] = " or ".join(DIRECTION.names)
     elif direction:
-        request.direction = convert.DIRECTION_BY_NAME[direction]
+        request.direction = DIRECTION.number(direction)
 
     for name in ("employee", "channel"):
         raw = (req.get_param(name) or "").strip()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 import sys
 from collections.abc import Iterable
@@ -18,6 +19,8 @@ from telephony.v1 import (
 from vats_cli import render
 from vats_cli.client import CoreClient, CoreError
 from vats_cli.render import Output
+from vats_settings import table as t
+from vocabulary import CARD_EVENT, DIRECTION, ROLE, STATUS
 
 
 class UsageError(Exception):
@@ -211,8 +214,6 @@ def _departments_table(departments: Iterable[directory_service_pb2.Department]) 
 
 # Tokens
 
-ROLES = render.enum_names(directory_service_pb2.Role.DESCRIPTOR)
-
 
 def tokens_issue(args: argparse.Namespace, core: CoreClient, out: Output) -> None:
     if args.role == "employee" and args.employee is None:
@@ -221,7 +222,7 @@ def tokens_issue(args: argparse.Namespace, core: CoreClient, out: Output) -> Non
         raise UsageError(f"--employee applies only to employee tokens, not {args.role}")
     response = core.issue_token(
         directory_service_pb2.IssueTokenRequest(
-            role=ROLES[args.role],
+            role=ROLE.number(args.role),
             employee_id=args.employee or 0,
             description=args.description or "",
         )
@@ -259,7 +260,7 @@ def tokens_revoke(args: argparse.Namespace, core: CoreClient, out: Output) -> No
 
 
 def _role_name(role: int) -> str:
-    return render.enum_name(directory_service_pb2.Role.DESCRIPTOR, role) or "-"
+    return ROLE.name(role) or "-"
 
 
 # Calls
@@ -269,8 +270,8 @@ def calls_list(args: argparse.Namespace, core: CoreClient, out: Output) -> None:
     request = call_service_pb2.ListCallsRequest(
         channel_id=args.channel or 0,
         phone=args.phone or "",
-        states=[render.STATUS_NAMES[name] for name in args.status or []],
-        direction=render.DIRECTION_NAMES.get(args.direction or ""),
+        states=[STATUS.number(name) for name in args.status or []],
+        direction=DIRECTION.number(args.direction),
         employee_id=args.employee or 0,
         page_size=args.limit or 0,
         page_token=args.page_token or "",
@@ -414,7 +415,7 @@ def cards_watch(args: argparse.Namespace, core: CoreClient, out: Output) -> None
 
 
 def _card_event_line(event: call_service_pb2.CallCardEvent) -> str:
-    kind = render.enum_name(call_service_pb2.CallCardEvent.Type.DESCRIPTOR, event.type) or "event"
+    kind = CARD_EVENT.name(event.type) or "event"
     head = f"#{event.seq} {kind}"
     if not event.HasField("card"):
         return f"{head} ({event.reason})" if event.reason else head
@@ -442,19 +443,14 @@ def _card_event_line(event: call_service_pb2.CallCardEvent) -> str:
 
 def backup(args: argparse.Namespace, out: Output) -> None:
     # Imported here: only this command reads core's files, the others never load core.
-    from core.config import CoreConfig
     from core.storage.sqlite import DATABASE_FILE, backup_file
 
-    try:
-        config = CoreConfig.from_env()
-    except ValueError as error:
-        raise CommandFailed(f"a VATS_ setting is malformed: {error}") from None
-    if config.mongodb_uri:
+    if t.MONGODB_URI.read(os.environ):
         raise CommandFailed(
             "the store is MongoDB (VATS_MONGODB_URI is set): back it up with mongodump "
             "(see the README, Backups)"
         )
-    data_dir = Path(config.data_dir)
+    data_dir = Path(t.DATA_DIR.read(os.environ))
     database = data_dir / DATABASE_FILE
     if not database.is_file():
         raise CommandFailed(

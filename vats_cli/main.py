@@ -17,11 +17,14 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import NoReturn
 
-from vats_cli import commands, contacts, render
+from vats_cli import commands, contacts
 from vats_cli.client import CoreClient, CoreError
 from vats_cli.render import Output
+from vats_settings import SettingError
+from vats_settings import table as t
+from vocabulary import DIRECTION, ROLE, STATUS
 
-DEFAULT_TARGET = "127.0.0.1:50051"
+DEFAULT_TARGET = t.GRPC_ADDR.initial
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 Handler = Callable[[argparse.Namespace, CoreClient, Output], None]
 # A command that works on this machine's files and needs no core.
@@ -37,13 +40,8 @@ class Parser(argparse.ArgumentParser):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    target = (
-        args.target
-        or os.environ.get("VATS_CORE_TARGET")
-        or os.environ.get("VATS_GRPC_ADDR")
-        or DEFAULT_TARGET
-    )
-    token = args.token or os.environ.get("VATS_ADMIN_TOKEN") or None
+    target = args.target or t.CORE_TARGET.read(os.environ)
+    token = args.token or t.ADMIN_TOKEN.read(os.environ)
     local: LocalHandler | None = getattr(args, "local", None)
     try:
         with _stopped_by_signals():
@@ -56,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except commands.UsageError as error:
         print(f"error: {error} (see '{args.prog} --help')", file=sys.stderr)
         return 2
-    except (CoreError, commands.CommandFailed) as error:
+    except (CoreError, commands.CommandFailed, SettingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except commands.Stopped as stop:
@@ -307,7 +305,7 @@ def _token_commands(areas: argparse._SubParsersAction[Parser], common: Parser) -
     issue = _command(
         sub, "issue", commands.tokens_issue, "issue a token; prints its secret once", common
     )
-    issue.add_argument("--role", required=True, choices=sorted(commands.ROLES))
+    issue.add_argument("--role", required=True, choices=sorted(ROLE.names))
     issue.add_argument(
         "--employee", type=_id, metavar="ID", help="the employee of an employee token"
     )
@@ -328,10 +326,10 @@ def _call_commands(areas: argparse._SubParsersAction[Parser], common: Parser) ->
         type=_status_list,
         action="extend",
         metavar="STATUS[,STATUS]",
-        help="one or more of: " + ", ".join(render.STATUS_NAMES),
+        help="one or more of: " + ", ".join(STATUS.names),
     )
     list_.add_argument(
-        "--direction", choices=sorted(render.DIRECTION_NAMES), help="incoming or outgoing"
+        "--direction", choices=sorted(DIRECTION.names), help=" or ".join(DIRECTION.names)
     )
     list_.add_argument(
         "--employee", type=_id, metavar="ID", help="bound to or shown to this employee"
@@ -441,10 +439,10 @@ def _id_list(text: str) -> list[int]:
 
 def _status_list(text: str) -> list[str]:
     names = [part.strip().lower() for part in text.split(",") if part.strip()]
-    unknown = [name for name in names if name not in render.STATUS_NAMES]
+    unknown = [name for name in names if name not in STATUS]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            f"unknown status {text!r}; expected: " + ", ".join(render.STATUS_NAMES)
+            f"unknown status {text!r}; expected: " + ", ".join(STATUS.names)
         )
     return names
 

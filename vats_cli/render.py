@@ -5,47 +5,24 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 # protobuf ships no type information; the ignore stays harmless where stubs are installed.
 from google.protobuf import json_format  # type: ignore[import-untyped, unused-ignore]
-from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from telephony.v1 import call_pb2
-
-
-def enum_name(enum: EnumDescriptor, number: int) -> str | None:
-    """The HTTP API's name of an enum value: STATE_IN_PROGRESS is "in-progress",
-    DIRECTION_INCOMING "incoming". None for the unspecified value and for numbers
-    this CLI does not know."""
-    value = enum.values_by_number.get(number)
-    if value is None or number == 0:
-        return None
-    # Each value's name starts with its enum's name in capitals: State -> STATE_.
-    prefix = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", enum.name).upper() + "_"
-    return value.name.removeprefix(prefix).lower().replace("_", "-")
-
-
-def enum_names(enum: EnumDescriptor) -> dict[str, str]:
-    """Every value of an enum but the unspecified one, in the order of the proto:
-    the HTTP API's name to the proto's, which requests take as well as numbers."""
-    names = {enum_name(enum, value.number): value.name for value in enum.values}
-    return {name: proto_name for name, proto_name in names.items() if name is not None}
-
-
-STATUS_NAMES = enum_names(call_pb2.Call.State.DESCRIPTOR)
-DIRECTION_NAMES = enum_names(call_pb2.Direction.DESCRIPTOR)
+from vats_settings import table as t
+from vocabulary import DIRECTION, STATUS, wire_name
 
 
 def status_name(state: int) -> str:
-    return enum_name(call_pb2.Call.State.DESCRIPTOR, state) or "-"
+    return STATUS.name(state) or "-"
 
 
 def direction_name(direction: int) -> str:
-    return enum_name(call_pb2.Direction.DESCRIPTOR, direction) or "-"
+    return DIRECTION.name(direction) or "-"
 
 
 def timestamp(message: Any, field: str) -> str:
@@ -79,10 +56,7 @@ def size(size_bytes: int) -> str:
 
 def public_url(signed_path: str) -> str:
     """The absolute URL of a signed recording path, as the gateway serves it."""
-    base = os.environ.get("VATS_PUBLIC_URL") or (
-        "http://" + os.environ.get("VATS_HTTP_ADDR", "127.0.0.1:8080")
-    )
-    return base.rstrip("/") + signed_path
+    return t.PUBLIC_URL.read(os.environ) + signed_path
 
 
 def message_dict(message: Any) -> dict[str, Any]:
@@ -116,7 +90,7 @@ def _field_value(field: FieldDescriptor, value: Any) -> Any:
 
 def _single_value(field: FieldDescriptor, value: Any) -> Any:
     if field.enum_type is not None and isinstance(value, int):
-        return enum_name(field.enum_type, value)
+        return wire_name(field.enum_type, value)
     message = field.message_type
     if message is None or not isinstance(value, dict):
         return value

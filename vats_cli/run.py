@@ -24,6 +24,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from vats_lifetime import LAUNCHER_PID
+from vats_settings import table as t
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEMO_SEED = PROJECT_DIR / "seed" / "demo.json"
@@ -43,11 +44,9 @@ def run_environment(base: Mapping[str, str]) -> dict[str, str]:
     env.setdefault("VATS_SEED", str(DEMO_SEED))
     if not env.get("VATS_SERVICE_TOKEN"):
         env["VATS_SERVICE_TOKEN"] = seed_service_token(env["VATS_SEED"])
-    env.setdefault("VATS_DATA_DIR", "./data")
-    env.setdefault("VATS_GRPC_ADDR", "127.0.0.1:50051")
-    env.setdefault("VATS_HTTP_ADDR", "127.0.0.1:8080")
-    env.setdefault("VATS_CORE_TARGET", env["VATS_GRPC_ADDR"])
-    env.setdefault("VATS_PUBLIC_URL", f"http://{env['VATS_HTTP_ADDR']}")
+    # Written out, as the children would take them, for the banner and the readiness checks.
+    for setting in (t.DATA_DIR, t.GRPC_ADDR, t.HTTP_ADDR, t.CORE_TARGET, t.PUBLIC_URL):
+        env[setting.name] = setting.raw(env) or ""
     # Children's log lines should reach the terminal as they are written.
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -220,7 +219,7 @@ def gateway_is_ready(http_addr: str) -> bool:
 def banner(env: Mapping[str, str]) -> str:
     """How to use what just started, with the channel key and tokens from the seed."""
     seed = _read_seed(env.get("VATS_SEED", ""))
-    public = env["VATS_PUBLIC_URL"].rstrip("/")
+    public = t.PUBLIC_URL.read(env)
     lines = ["", "vats-bridge is running. Ctrl-C stops core and gateway."]
     keys = [c["key"] for c in seed.get("channels", []) if c.get("key")]
     if keys:

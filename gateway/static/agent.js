@@ -14,17 +14,14 @@
   const ANNOUNCE_BATCH_MS = 400;
   const BASE_TITLE = 'Calls · vats-bridge';
 
-  const STATUS_LABELS = {
-    ringing: 'Ringing',
-    'in-progress': 'In progress',
-    answered: 'Answered',
-    missed: 'Missed',
-    canceled: 'Canceled',
-    failed: 'Failed',
-    busy: 'Busy',
-  };
-  const ACTIVE_STATUSES = new Set(['ringing', 'in-progress']);
-  const DIRECTION_LABELS = { incoming: 'Incoming', outgoing: 'Outgoing' };
+  // The API's names come from the gateway (/agent/vocabulary.js, made from the protos);
+  // a label is its name as words: 'in-progress' reads 'In progress'.
+  const VOCABULARY = window.VATS_VOCABULARY;
+  const asLabel = (name) => name.charAt(0).toUpperCase() + name.slice(1).replaceAll('-', ' ');
+  const labels = (names) => new Map(names.map((name) => [name, asLabel(name)]));
+  const STATUS_LABELS = labels(VOCABULARY.statuses);
+  const ACTIVE_STATUSES = new Set(VOCABULARY.activeStatuses);
+  const DIRECTION_LABELS = labels(VOCABULARY.directions);
   const CONNECTION_TEXT = {
     'signed-out': 'Signed out',
     connecting: 'Connecting…',
@@ -381,10 +378,10 @@
     el.setAttribute('data-direction', direction);
     el.classList.toggle('is-active', ACTIVE_STATUSES.has(status));
 
-    const directionLabel = DIRECTION_LABELS[direction] || direction || 'Call';
+    const directionLabel = DIRECTION_LABELS.get(direction) || direction || 'Call';
     setText(field(el, 'direction'), directionLabel);
 
-    const statusLabel = STATUS_LABELS[status] || status || 'Unknown';
+    const statusLabel = STATUS_LABELS.get(status) || status || 'Unknown';
     setText(field(el, 'status'), statusLabel);
 
     const phoneLink = field(el, 'phone');
@@ -551,7 +548,7 @@
     let message;
     if (queue.length === 1) {
       const card = queue[0];
-      const direction = (DIRECTION_LABELS[text(card.direction)] || 'New').toLowerCase();
+      const direction = (DIRECTION_LABELS.get(text(card.direction)) || 'New').toLowerCase();
       const phone = text(card.phone) || 'unknown number';
       const contact = text(card.contact_name);
       const channel = text(card.channel_name);
@@ -595,11 +592,11 @@
     setText(detail('ticket'), ticket.ticket_id ? `#${ticket.ticket_id}` : '—');
     setText(detail('phone'), formatPhone(text(call.phone)));
     setText(detail('contact'), text((call.contact || {}).name) || 'Unknown contact');
-    setText(detail('status'), STATUS_LABELS[call.call_status] || text(call.call_status));
+    setText(detail('status'), STATUS_LABELS.get(call.call_status) || text(call.call_status));
     const talk = Number(call.talk_duration_seconds);
     setText(detail('talk'), Number.isFinite(talk) && talk > 0 ? formatDuration(Math.round(talk)) : '—');
     listItems(detail('history'), call.status_history || [], (li, change) => {
-      li.textContent = `${STATUS_LABELS[change.call_status] || text(change.call_status)} · ${timeText(change.at)}`;
+      li.textContent = `${STATUS_LABELS.get(change.call_status) || text(change.call_status)} · ${timeText(change.at)}`;
     });
     listItems(detail('comments'), call.comments || [], (li, comment) => {
       li.textContent = `${text(comment.text)} · ${timeText(comment.created_at)}`;

@@ -1,8 +1,8 @@
 """A stand-in for the gateway's agent page and card stream, driven by the test that starts it.
 
-It serves gateway/static/ the way the gateway does (/agent and /static/...) and an SSE card
-stream whose events, failures and disconnects the test controls, so the page can be tested on
-its own.
+It serves gateway/static/ the way the gateway does (/agent, /agent/vocabulary.js and
+/static/...) and an SSE card stream whose events, failures and disconnects the test controls,
+so the page can be tested on its own.
 """
 
 import asyncio
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from gateway.agent_vocabulary import AGENT_VOCABULARY_PATH, MEDIA_JS, script
 
 EMPLOYEE_TOKEN = "token-anna"
 SERVICE_TOKEN = "token-service"
@@ -145,6 +147,8 @@ class StandInGateway:
             await self._stream(reader, writer, parse_qs(url.query), headers)
         elif url.path == "/agent":
             await self._file(writer, "agent.html")
+        elif url.path == AGENT_VOCABULARY_PATH:
+            await self._reply(writer, 200, MEDIA_JS, script())
         elif url.path.startswith("/static/"):
             await self._file(writer, url.path.removeprefix("/static/"))
         else:

@@ -11,9 +11,7 @@ from typing import Any
 
 from cli_support import Pbx, Vats, wav_bytes
 
-from gateway import convert
 from telephony.v1 import call_pb2
-from vats_cli import render
 
 PROTO_ENUM_NAME = re.compile(r"(STATE|DIRECTION|TYPE|ROLE|FORMAT)_[A-Z0-9_]+")
 
@@ -41,21 +39,6 @@ def _answered_call_with_recording(pbx: Pbx) -> call_pb2.Call:
     call = pbx.create_call(phone, user_ids=[1], recording_id=recording.recording_id)
     pbx.update_call(call.call_id, call_pb2.Call.STATE_IN_PROGRESS)
     return pbx.update_call(call.call_id, call_pb2.Call.STATE_ANSWERED)
-
-
-def test_the_names_are_those_of_the_http_api() -> None:
-    http_statuses = {
-        name: call_pb2.Call.State.Name(state) for name, state in convert.STATE_BY_STATUS.items()
-    }
-    http_directions = {
-        name: call_pb2.Direction.Name(direction)
-        for name, direction in convert.DIRECTION_BY_NAME.items()
-    }
-    assert http_statuses == render.STATUS_NAMES
-    assert http_directions == render.DIRECTION_NAMES
-    event_type = call_pb2.DESCRIPTOR.pool.FindEnumTypeByName("telephony.v1.CallCardEvent.Type")
-    for number, name in convert.EVENT_NAMES.items():
-        assert render.enum_name(event_type, number) == name
 
 
 def test_calls_show_json_names_status_direction_history_and_format(vats: Vats, pbx: Pbx) -> None:

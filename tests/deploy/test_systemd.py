@@ -24,6 +24,7 @@ from core.server import Core
 from gateway.config import Config
 from tests.conftest import DEMO_SEED, ROOT, LiveStack, free_port
 from tests.e2e.sse import SSEReader
+from tests.ops.test_settings_table import readme_defaults
 
 from .conftest import unavailable
 from .systemd_sandbox import read_unit
@@ -215,10 +216,7 @@ def test_exec_start_runs_the_console_scripts() -> None:
 
 def readme_settings() -> set[str]:
     """The VATS_ variables of the README's configuration table."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
-    rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `VATS_")]
-    return {name for row in rows for name in re.findall(r"VATS_[A-Z_]+", row)}
+    return set(readme_defaults())
 
 
 def env_file(path: Path) -> dict[str, str]:

@@ -23,7 +23,15 @@ from tests.conftest import ROOT
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 PROJECT = PYPROJECT["project"]
 EXTRAS: dict[str, list[str]] = PROJECT["optional-dependencies"]
-RUNTIME_PACKAGES = ("core", "gateway", "vats_cli", "vats_lifetime", "vats_logs")
+RUNTIME_PACKAGES = (
+    "core",
+    "gateway",
+    "vats_cli",
+    "vats_lifetime",
+    "vats_logs",
+    "vats_settings",
+    "vocabulary",
+)
 OWN_MODULES = {*RUNTIME_PACKAGES, "telephony"}
 # The development tools a new user running `make run` should never wait for.
 TOOLS = {"pytest", "httpx", "mongomock", "ruff", "mypy", "playwright", "schemathesis", "py-spy"}
