@@ -37,6 +37,7 @@ from telephony.v1 import (
     directory_service_pb2,
     directory_service_pb2_grpc,
 )
+from vocabulary import CARD_EVENT
 
 T = TypeVar("T")
 
@@ -233,12 +234,6 @@ def call_filter(request: call_service_pb2.ListCallsRequest) -> CallFilter:
     )
 
 
-_CARD_TYPES = {
-    "show": call_service_pb2.CallCardEvent.TYPE_SHOW,
-    "update": call_service_pb2.CallCardEvent.TYPE_UPDATE,
-    "hide": call_service_pb2.CallCardEvent.TYPE_HIDE,
-    "reset": call_service_pb2.CallCardEvent.TYPE_RESET,
-}
 _CALL_TYPES = {
     "created": call_service_pb2.CallEvent.TYPE_CREATED,
     "updated": call_service_pb2.CallEvent.TYPE_UPDATED,
@@ -348,7 +343,7 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
             raise
         async for update in self.streams.cards(employee_id, request.after_seq, subscription):
             event = call_service_pb2.CallCardEvent(
-                seq=update.seq, type=_CARD_TYPES[update.change], reason=update.reason
+                seq=update.seq, type=CARD_EVENT.number(update.change), reason=update.reason
             )
             if update.view is not None:
                 event.card.CopyFrom(convert.card_message(update.view, self.h.links))
