@@ -270,7 +270,11 @@ def normalize_phone(phone: str, region: str) -> str:
 
 def contact_key(phone: str, region: str) -> str:
     """What contacts are matched by: E.164 for a real number, else the digits alone."""
-    e164 = normalize_phone(phone, region)
+    return contact_key_of(phone, normalize_phone(phone, region))
+
+
+def contact_key_of(phone: str, e164: str) -> str:
+    """contact_key for a phone whose E.164 form (normalize_phone) is known already."""
     if e164:
         return e164
     return "digits:" + "".join(ch for ch in phone if ch.isdigit())

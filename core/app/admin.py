@@ -230,7 +230,8 @@ class DirectoryAdmin:
         found however the number is spelt, or a new one."""
         phone, name = phone.strip(), name.strip()
         _check_contact(phone, name)
-        key = domain.contact_key(phone, self.region)
+        e164 = domain.normalize_phone(phone, self.region)
+        key = domain.contact_key_of(phone, e164)
 
         def work(uow: UnitOfWork) -> Contact:
             contact = uow.contacts.by_key(key)
@@ -238,7 +239,7 @@ class DirectoryAdmin:
                 contact = Contact(
                     contact_id=uow.contacts.next_id(),
                     key=key,
-                    phone_e164=domain.normalize_phone(phone, self.region),
+                    phone_e164=e164,
                     created_at=self.clock(),
                     name=name,
                 )

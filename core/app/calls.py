@@ -149,8 +149,8 @@ class CallCommands:
             telephony_ids=set(uow.employees.with_telephony()),
             now=now,
         )
-        call.phone_key = domain.contact_key(call.phone, self.region)
         call.phone_e164 = domain.normalize_phone(call.phone, self.region)
+        call.phone_key = domain.contact_key_of(call.phone, call.phone_e164)
         contact = uow.contacts.by_key(call.phone_key)
         if contact is None:
             contact = Contact(uow.contacts.next_id(), call.phone_key, call.phone_e164, now)
@@ -179,7 +179,7 @@ class CallCommands:
             ticket=ticket,
             contact=contact,
             channel_name=channel.name,
-            user_name=_employee_name(uow, call.user_id),
+            user_name=units.employee_name(uow, call.user_id),
             recordings=recordings,
         )
         record_event(uow, "created", view, before=(), card_changed=True, at=now)
@@ -240,7 +240,7 @@ class CallCommands:
             recordings.append(recording)
         user_name = before.user_name
         if call.user_id != before.call.user_id:
-            user_name = _employee_name(uow, call.user_id)
+            user_name = units.employee_name(uow, call.user_id)
         view = dataclasses.replace(
             before, call=call, ticket=ticket, user_name=user_name, recordings=recordings
         )
@@ -291,13 +291,6 @@ def _audience(uow: UnitOfWork, channel: Channel, command: CreateCall) -> domain.
         employees = uow.employees.with_telephony()
         audience = domain.resolve_audience(command, employees, group_members, channel.pbx_users)
     return audience
-
-
-def _employee_name(uow: UnitOfWork, employee_id: int | None) -> str:
-    if employee_id is None:
-        return ""
-    employee = uow.employees.get_many([employee_id]).get(employee_id)
-    return employee.name if employee else ""
 
 
 def _fingerprint(action: str, command: CreateCall | UpdateCall) -> str:

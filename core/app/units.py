@@ -47,18 +47,22 @@ def view_of(uow: UnitOfWork, call: Call, channel: Channel | None = None) -> Call
         created_at=call.created_at,
     )
     contact = uow.contacts.get(call.contact_id) if call.contact_id is not None else None
-    user_name = ""
-    if call.user_id is not None:
-        employee = uow.employees.get_many([call.user_id]).get(call.user_id)
-        user_name = employee.name if employee else ""
     return CallView(
         call=call,
         ticket=ticket,
         contact=contact,
         channel_name=channel.name if channel else "",
-        user_name=user_name,
+        user_name=employee_name(uow, call.user_id),
         recordings=uow.recordings.of_call(call.call_id),
     )
+
+
+def employee_name(uow: UnitOfWork, employee_id: int | None) -> str:
+    """The name a call or card shows for its bound employee ("" for none or unknown)."""
+    if employee_id is None:
+        return ""
+    employee = uow.employees.get_many([employee_id]).get(employee_id)
+    return employee.name if employee else ""
 
 
 def stored_view(uow: UnitOfWork, call_id: int) -> CallView:
