@@ -11,9 +11,9 @@ from falcon.testing import ASGIConductor
 from google.protobuf.descriptor import EnumDescriptor
 
 import vocabulary
-from core import convert as core_convert
 from core import domain
 from core.auth import Role
+from core.rpc import decode, encode
 from gateway import forms
 from gateway.agent_vocabulary import AGENT_VOCABULARY_PATH, script
 from gateway.app import create_app
@@ -45,7 +45,7 @@ def test_the_http_api_keeps_its_published_names() -> None:
     assert vocabulary.DIRECTION.names == ("incoming", "outgoing")
     assert vocabulary.FORMAT.names == ("mp3", "mp4", "wav", "ogg")
     assert vocabulary.CARD_EVENT.names == ("show", "update", "hide", "reset")
-    assert vocabulary.ROLE.names == ("admin", "service", "employee")
+    assert vocabulary.ROLE.names == ("admin", "service", "employee", "supervisor")
     assert vocabulary.ACTIVE_STATUSES == ("ringing", "in-progress")
 
 
@@ -94,7 +94,7 @@ def test_token_roles_are_the_protos() -> None:
 
 @pytest.mark.parametrize("status", list(domain.Status))
 def test_core_converts_each_status_both_ways(status: domain.Status) -> None:
-    assert core_convert.status_from_proto(core_convert.state_of(status)) == status
+    assert decode.status_from_proto(encode.state_of(status)) == status
 
 
 def test_the_gateway_accepts_exactly_the_vocabularys_statuses() -> None:

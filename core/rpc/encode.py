@@ -1,16 +1,16 @@
-"""Conversions between telephony.v1 messages and core's domain and records."""
+"""Records to telephony.v1 messages: what every servicer replies with."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from core import domain
 from core.auth import Role
-from core.model import CallView, Channel, Contact, Recording, Token
+from core.model import CallView, Channel, Contact, Department, Employee, Group, Recording, Token
 from telephony.v1 import call_pb2, channel_service_pb2, directory_service_pb2
 from vocabulary import DIRECTION, FORMAT, ROLE, STATUS
 
@@ -18,28 +18,12 @@ from vocabulary import DIRECTION, FORMAT, ROLE, STATUS
 LinkMaker = Callable[[str], tuple[str, datetime]]
 
 
-def status_from_proto(state: int) -> domain.Status | None:
-    """None for STATE_UNSPECIFIED; unknown numbers are refused by the caller."""
-    name = STATUS.name(state)
-    return None if name is None else domain.Status(name)
-
-
 def state_of(status: domain.Status) -> call_pb2.Call.State:
     return STATUS.number(domain.Status(status))
 
 
-def direction_from_proto(direction: int) -> domain.Direction | None:
-    name = DIRECTION.name(direction)
-    return None if name is None else domain.Direction(name)
-
-
 def direction_of(direction: domain.Direction) -> call_pb2.Direction:
     return DIRECTION.number(domain.Direction(direction))
-
-
-def role_from_proto(role: int) -> Role | None:
-    name = ROLE.name(role)
-    return None if name is None else Role(name)
 
 
 def role_of(role: str) -> directory_service_pb2.Role:
@@ -52,10 +36,6 @@ def timestamp(value: datetime | None) -> Timestamp | None:
     ts = Timestamp()
     ts.FromDatetime(value)
     return ts
-
-
-def from_timestamp(ts: Timestamp) -> datetime:
-    return ts.ToDatetime(tzinfo=UTC)
 
 
 def duration(value: timedelta | float | None) -> Duration | None:
@@ -188,4 +168,22 @@ def contact_message(contact: Contact) -> directory_service_pb2.PhoneContact:
         # A number that is not possible in E.164 is matched on its digits alone.
         phone=contact.phone_e164 or "".join(ch for ch in contact.key if ch.isdigit()),
         create_time=timestamp(contact.created_at),
+    )
+
+
+def department_message(department: Department) -> directory_service_pb2.Department:
+    return directory_service_pb2.Department(
+        department_id=department.department_id, name=department.name
+    )
+
+
+def employee_message(employee: Employee) -> directory_service_pb2.Employee:
+    return directory_service_pb2.Employee(
+        employee_id=employee.employee_id, name=employee.name, telephony=employee.telephony
+    )
+
+
+def group_message(group: Group) -> directory_service_pb2.Group:
+    return directory_service_pb2.Group(
+        group_id=group.group_id, name=group.name, member_employee_ids=list(group.members)
     )

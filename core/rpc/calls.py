@@ -1,0 +1,257 @@
+"""CallService: calls from the PBX, call queries, card and call streams, recordings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+from core import errors
+from core.auth import Principal, Role
+from core.events import CallUpdate, CardUpdate, EventStreams
+from core.model import CallView, Recording
+from core.recordings import LinkSigner
+from core.recordings.library import RecordingLibrary, Upload
+from core.rpc import decode, encode
+from core.rpc.handler import (
+    READERS,
+    SERVICE,
+    Context,
+    Handler,
+    StorageRunner,
+    checked,
+    watch,
+)
+from core.rpc.status import abort
+from telephony.v1 import call_pb2, call_service_pb2_grpc
+from telephony.v1 import call_service_pb2 as pb
+from vocabulary import CARD_EVENT
+
+T = TypeVar("T")
+
+_CALL_TYPES = {
+    "created": pb.CallEvent.TYPE_CREATED,
+    "updated": pb.CallEvent.TYPE_UPDATED,
+    "expired": pb.CallEvent.TYPE_UPDATED,
+    "reset": pb.CallEvent.TYPE_RESET,
+}
+
+
+def _metadata(first: pb.UploadRecordRequest | None) -> pb.UploadRecordRequest.Metadata:
+    if first is None or first.WhichOneof("part") != "metadata":
+        raise errors.InvalidRequest.of({"metadata": "the first message is the metadata"})
+    return first.metadata
+
+
+class CallServicer(call_service_pb2_grpc.CallServiceServicer):
+    def __init__(
+        self,
+        handler: Handler,
+        streams: EventStreams,
+        library: RecordingLibrary,
+        signer: LinkSigner,
+        blob_runner: StorageRunner,
+    ) -> None:
+        self.h = handler
+        self.app = handler.app
+        self.streams = streams
+        self.library = library
+        self.signer = signer
+        # Recording bytes move on their own threads, so that an upload never
+        # queues the storage thread behind it.
+        self.blobs = blob_runner
+
+    def _call(self, view: CallView) -> call_pb2.Call:
+        return encode.call_message(view, self.h.links)
+
+    async def CreateCall(
+        self, request: pb.CreateCallRequest, context: Context
+    ) -> pb.CreateCallResponse:
+        return await self.h.unary(
+            context,
+            SERVICE,
+            lambda _: self.app.calls.create_call(
+                decode.channel_ref(request.channel),
+                decode.create_command(request),
+                request.idempotency_key,
+            ),
+            lambda done: pb.CreateCallResponse(call=self._call(done[0]), created=done[1]),
+        )
+
+    async def UpdateCall(
+        self, request: pb.UpdateCallRequest, context: Context
+    ) -> pb.UpdateCallResponse:
+        return await self.h.unary(
+            context,
+            SERVICE,
+            lambda _: self.app.calls.update_call(
+                decode.channel_ref(request.channel),
+                decode.update_command(request),
+                request.idempotency_key,
+            ),
+            lambda view: pb.UpdateCallResponse(call=self._call(view)),
+        )
+
+    async def GetCall(self, request: pb.GetCallRequest, context: Context) -> pb.GetCallResponse:
+        return await self.h.unary(
+            context,
+            READERS,
+            lambda principal: self.app.queries.get_call(principal, request.call_id),
+            lambda view: pb.GetCallResponse(call=self._call(view)),
+        )
+
+    async def ListCalls(
+        self, request: pb.ListCallsRequest, context: Context
+    ) -> pb.ListCallsResponse:
+        return await self.h.unary(
+            context,
+            READERS,
+            lambda principal: self.app.queries.list_calls(
+                principal, decode.call_filter(request), request.page_size, request.page_token
+            ),
+            lambda page: pb.ListCallsResponse(
+                calls=[self._call(v) for v in page[0]], next_page_token=page[1]
+            ),
+        )
+
+    async def WatchCallCards(
+        self, request: pb.WatchCallCardsRequest, context: Context
+    ) -> AsyncIterator[pb.CallCardEvent]:
+        principal = await self.h.principal(context, READERS)
+        employee_id = await checked(context, lambda: decode.card_owner(principal, request))
+        async for event in watch(
+            context,
+            self.streams.hub,
+            principal,
+            lambda subscription: self.streams.cards(employee_id, request.after_seq, subscription),
+            self._card_event,
+        ):
+            yield event
+
+    def _card_event(self, update: CardUpdate) -> pb.CallCardEvent:
+        event = pb.CallCardEvent(
+            seq=update.seq, type=CARD_EVENT.number(update.change), reason=update.reason
+        )
+        if update.view is not None:
+            event.card.CopyFrom(encode.card_message(update.view, self.h.links))
+        return event
+
+    async def WatchCalls(
+        self, request: pb.WatchCallsRequest, context: Context
+    ) -> AsyncIterator[pb.CallEvent]:
+        principal = await self.h.principal(context, SERVICE)
+        await checked(context, lambda: decode.after_seq(request.after_seq))
+        async for event in watch(
+            context,
+            self.streams.hub,
+            principal,
+            lambda subscription: self.streams.calls(request.after_seq, subscription),
+            self._call_event,
+        ):
+            yield event
+
+    def _call_event(self, update: CallUpdate) -> pb.CallEvent:
+        event = pb.CallEvent(seq=update.seq, type=_CALL_TYPES[update.kind], reason=update.reason)
+        if update.view is not None:
+            event.call.CopyFrom(self._call(update.view))
+        return event
+
+    async def UploadRecord(
+        self, request_iterator: AsyncIterator[pb.UploadRecordRequest], context: Context
+    ) -> pb.UploadRecordResponse:
+        first = await anext(aiter(request_iterator), None)
+        metadata = await checked(context, lambda: _metadata(first))
+        channel = await self.h.call(
+            context,
+            SERVICE,
+            lambda _: self.app.channels.resolve(decode.channel_ref(metadata.channel)),
+        )
+        # A job handed to a thread runs to its end even when the wait for it is cancelled:
+        # the one in flight is kept here, to be waited for before what it did is undone.
+        in_flight: list[asyncio.Future[Any]] = []
+
+        async def settled(job: Awaitable[T]) -> T:
+            in_flight[:] = [asyncio.ensure_future(job)]
+            return await asyncio.shield(in_flight[0])
+
+        upload: Upload | None = None
+        try:
+            upload = await settled(
+                self.blobs.run(
+                    lambda: self.library.start_upload(channel.channel_id, metadata.file_name)
+                )
+            )
+            async for message in request_iterator:
+                if message.WhichOneof("part") != "chunk":
+                    raise errors.InvalidRequest.of({"chunk": "only the first message is metadata"})
+                await settled(self.blobs.run(upload.write, message.chunk))
+            recording = await settled(self.blobs.run(upload.finish))
+            await settled(self.h.runner.run(lambda: self.library.save(recording)))
+        except errors.DomainError as error:
+            if upload is not None:
+                await self.blobs.run(upload.abort)
+            # Read what the client still sends: aborting during its write can
+            # replace this status with a transport error on the client's side.
+            async for _ in request_iterator:
+                pass
+            await abort(context, error)
+        except BaseException:
+            # The client went away or the server is stopping: nothing is kept, not even a
+            # recording kept meanwhile (grpc.aio ends the request stream as if complete
+            # when the client cancels while core waits for the next chunk).
+            await asyncio.shield(self._forget_upload(upload, in_flight))
+            raise
+        return pb.UploadRecordResponse(recording=encode.recording_message(recording, self.h.links))
+
+    async def _forget_upload(
+        self, upload: Upload | None, in_flight: list[asyncio.Future[Any]]
+    ) -> None:
+        """Remove what an abandoned upload left, once the job in flight is done: its part
+        file, or its file and record if they were kept meanwhile."""
+        for job in in_flight:
+            with contextlib.suppress(Exception):
+                result = await job
+                if upload is None and isinstance(result, Upload):
+                    upload = result
+        if upload is None:
+            return
+        recording_id = upload.recording_id
+        await self.blobs.run(upload.abort)
+        await self.h.runner.run(lambda: self.library.discard(recording_id))
+        await self.blobs.run(self.library.store.blobs.delete, recording_id)
+
+    def _downloadable(self, principal: Principal, request: pb.DownloadRecordRequest) -> Recording:
+        recording = self.library.get(request.recording_id)
+        if request.signature or request.expires:
+            principal.require(Role.SERVICE)
+            if not self.signer.verify(
+                request.recording_id, request.expires, request.signature, time.time()
+            ):
+                raise errors.PermissionDenied("the link is invalid or has expired")
+        else:
+            principal.require(*READERS)
+            # An employee downloads only recordings of calls they can see.
+            self.app.queries.get_call(principal, recording.call_id or 0)
+        self.library.check_range(recording, request.offset, request.length)
+        return recording
+
+    async def DownloadRecord(
+        self, request: pb.DownloadRecordRequest, context: Context
+    ) -> AsyncIterator[pb.DownloadRecordResponse]:
+        recording = await self.h.call(
+            context, READERS, lambda principal: self._downloadable(principal, request)
+        )
+        yield pb.DownloadRecordResponse(recording=encode.recording_message(recording, self.h.links))
+        reader = await self.blobs.run(
+            self.library.open_reader, request.recording_id, request.offset, request.length
+        )
+        try:
+            while True:
+                chunk = await self.blobs.run(lambda: next(reader, b""))
+                if not chunk:
+                    break
+                yield pb.DownloadRecordResponse(chunk=chunk)
+        finally:
+            await self.blobs.run(reader.close)

@@ -1,0 +1,105 @@
+"""ChannelService: the admin's channels, their keys and PBX user mappings."""
+
+from __future__ import annotations
+
+from core.rpc import encode
+from core.rpc.handler import ADMIN, Context, Handler
+from telephony.v1 import channel_service_pb2 as pb
+from telephony.v1 import channel_service_pb2_grpc
+
+
+class ChannelServicer(channel_service_pb2_grpc.ChannelServiceServicer):
+    def __init__(self, handler: Handler) -> None:
+        self.h = handler
+        self.channels = handler.app.channels
+
+    async def CreateChannel(
+        self, request: pb.CreateChannelRequest, context: Context
+    ) -> pb.CreateChannelResponse:
+        return await self.h.unary(
+            context,
+            ADMIN,
+            lambda _: self.channels.create(
+                request.name, request.department_id, request.key or None
+            ),
+            lambda keyed: pb.CreateChannelResponse(
+                channel=encode.channel_message(keyed[0]),
+                key=keyed[1],
+                url=self.channels.url(keyed[1]),
+            ),
+        )
+
+    async def GetChannel(
+        self, request: pb.GetChannelRequest, context: Context
+    ) -> pb.GetChannelResponse:
+        return await self.h.unary(
+            context,
+            ADMIN,
+            lambda _: self.channels.get(request.channel_id),
+            lambda channel: pb.GetChannelResponse(channel=encode.channel_message(channel)),
+        )
+
+    async def ListChannels(
+        self, request: pb.ListChannelsRequest, context: Context
+    ) -> pb.ListChannelsResponse:
+        return await self.h.unary(
+            context,
+            ADMIN,
+            lambda _: self.channels.list(),
+            lambda found: pb.ListChannelsResponse(
+                channels=[encode.channel_message(c) for c in found]
+            ),
+        )
+
+    async def UpdateChannel(
+        self, request: pb.UpdateChannelRequest, context: Context
+    ) -> pb.UpdateChannelResponse:
+        return await self.h.unary(
+            context,
+            ADMIN,
+            lambda _: self.channels.update(
+                request.channel_id,
+                name=request.name if request.HasField("name") else None,
+                department_id=(
+                    request.department_id if request.HasField("department_id") else None
+                ),
+                enabled=request.enabled if request.HasField("enabled") else None,
+            ),
+            lambda channel: pb.UpdateChannelResponse(channel=encode.channel_message(channel)),
+        )
+
+    async def RotateChannelKey(
+        self, request: pb.RotateChannelKeyRequest, context: Context
+    ) -> pb.RotateChannelKeyResponse:
+        return await self.h.unary(
+            context,
+            ADMIN,
+            lambda _: self.channels.rotate_key(request.channel_id),
+            lambda keyed: pb.RotateChannelKeyResponse(
+                channel=encode.channel_message(keyed[0]),
+                key=keyed[1],
+                url=self.channels.url(keyed[1]),
+            ),
+        )
+
+    async def MapPbxUser(
+        self, request: pb.MapPbxUserRequest, context: Context
+    ) -> pb.MapPbxUserResponse:
+        return await self.h.unary(
+            context,
+            ADMIN,
+            lambda _: self.channels.map_pbx_user(
+                request.channel_id, request.pbx_user_id, request.employee_id
+            ),
+            lambda channel: pb.MapPbxUserResponse(channel=encode.channel_message(channel)),
+        )
+
+    async def UnmapPbxUser(
+        self, request: pb.UnmapPbxUserRequest, context: Context
+    ) -> pb.UnmapPbxUserResponse:
+        return await self.h.unary(
+            context,
+            ADMIN,
+            lambda _: self.channels.unmap_pbx_user(request.channel_id, request.pbx_user_id),
+            lambda channel: pb.UnmapPbxUserResponse(channel=encode.channel_message(channel)),
+        )

@@ -1,0 +1,148 @@
+"""What every servicer method shares: the token, the storage runner, the deadline and the
+status table.
+
+A unary method is `Handler.unary(context, roles, work, reply)`: authenticate, check the
+roles, run `work` on the storage executor (one hop, so the store never blocks the event
+loop), convert its result with `reply`; a domain error becomes its gRPC status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeAlias, TypeVar
+
+import grpc
+
+from core import errors
+from core.app import UseCases
+from core.auth import Principal, Role
+from core.events import EventHub, Subscription
+from core.rpc.encode import LinkMaker
+from core.rpc.status import abort
+
+T = TypeVar("T")
+R = TypeVar("R")
+U = TypeVar("U")
+
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+
+# Who may call: admins always may, so ADMIN names no further role.
+ADMIN: tuple[Role, ...] = ()
+SERVICE: tuple[Role, ...] = (Role.SERVICE,)
+READERS: tuple[Role, ...] = (Role.SERVICE, Role.EMPLOYEE)
+
+
+def bearer_token(context: Context) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+class StorageRunner:
+    """Runs blocking storage work off the event loop, on a pool of worker threads."""
+
+    def __init__(self, workers: int, test_delay: float = 0.0) -> None:
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="storage"
+        )
+        # Seconds added to each request's storage work by the test suite, as a slow
+        # database would add them (VATS_TEST_STORAGE_DELAY_MS, read by core's settings).
+        self.test_delay = test_delay
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=False)
+
+
+class _Abandoned(Exception):
+    """The caller's deadline passed while the job waited for a storage thread."""
+
+
+class Handler:
+    """Authentication, the storage runner and the error table, for every servicer."""
+
+    def __init__(self, app: UseCases, runner: StorageRunner, links: LinkMaker | None) -> None:
+        self.app = app
+        self.runner = runner
+        self.links = links
+
+    async def call(
+        self, context: Context, roles: tuple[Role, ...], work: Callable[[Principal], T]
+    ) -> T:
+        """Run `work` for the authenticated caller on the storage runner."""
+        token = bearer_token(context)
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
+
+        def job() -> T:
+            # Under load jobs queue for the storage thread: one whose caller has given up
+            # is skipped, so that it is not applied after its caller was told it failed.
+            if deadline is not None and time.monotonic() >= deadline:
+                raise _Abandoned
+            if self.runner.test_delay:
+                time.sleep(self.runner.test_delay)
+            principal = self.app.tokens.authenticate(token)
+            principal.require(*roles)
+            return work(principal)
+
+        try:
+            return await self.runner.run(job)
+        except errors.DomainError as error:
+            await abort(context, error)
+        except _Abandoned:
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the work began"
+            )
+            raise AssertionError("abort returned") from None  # pragma: no cover
+
+    async def unary(
+        self,
+        context: Context,
+        roles: tuple[Role, ...],
+        work: Callable[[Principal], R],
+        reply: Callable[[R], T],
+    ) -> T:
+        """Authorize `roles`, run `work` on the storage runner, convert its result with `reply`."""
+        return await self.call(context, roles, lambda principal: reply(work(principal)))
+
+    async def principal(self, context: Context, roles: tuple[Role, ...]) -> Principal:
+        return await self.call(context, roles, lambda p: p)
+
+
+async def checked(context: Context, check: Callable[[], T]) -> T:
+    """Run a request check on the loop; a domain error it raises ends the call with its status."""
+    try:
+        return check()
+    except errors.DomainError as error:
+        await abort(context, error)
+
+
+async def watch(
+    context: Context,
+    hub: EventHub,
+    principal: Principal,
+    updates: Callable[[Subscription], AsyncIterator[U]],
+    event: Callable[[U], T],
+) -> AsyncIterator[T]:
+    """A server stream of live updates, each converted by `event`.
+
+    It subscribes first, then tells the client at once that the stream is accepted:
+    every change after that moment reaches it. A revoked token ends it UNAUTHENTICATED.
+    """
+    subscription = hub.subscribe(principal.token_id)
+    try:
+        await context.send_initial_metadata(())
+        async for update in updates(subscription):
+            yield event(update)
+    finally:
+        hub.unsubscribe(subscription)
+    if subscription.revoked:
+        await abort(context, errors.Unauthenticated("the token was revoked"))
