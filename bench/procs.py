@@ -8,30 +8,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from vats_lifetime import launcher
+from vats_lifetime.launcher import free_port, python_module
 
-ROOT = Path(__file__).resolve().parent.parent
-DEMO_SEED = ROOT / "seed" / "demo.json"
+ROOT = launcher.PROJECT_DIR
+DEMO_SEED = launcher.DEMO_SEED
 CHANNEL_KEY = "demo-channel-key"
 ADMIN_TOKEN = "demo-admin"
 SERVICE_TOKEN = "demo-service"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Proc:
@@ -45,9 +35,7 @@ class Proc:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         with open(self.log_path, "ab") as log:
-            self.popen = subprocess.Popen(
-                list(argv), cwd=ROOT, env=env or dict(os.environ), stdout=log, stderr=log
-            )
+            self.popen = launcher.spawn(argv, env or dict(os.environ), log)
         Proc._running.add(self)
 
     @property
@@ -62,14 +50,7 @@ class Proc:
 
     def stop(self, timeout: float = 10.0) -> None:
         Proc._running.discard(self)
-        if self.popen.poll() is not None:
-            return
-        self.popen.terminate()
-        try:
-            self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
+        launcher.stop_process(self.popen, timeout)
 
     @classmethod
     def stop_all(cls) -> None:
@@ -77,41 +58,20 @@ class Proc:
             proc.stop(timeout=5)
 
 
-def python_module(module: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", module, *args]
+def _wait(ready: Callable[[], bool], proc: Proc, timeout: float, poll: float) -> None:
+    if launcher.wait_until_ready(ready, proc.alive, timeout, poll) != launcher.READY:
+        raise RuntimeError(f"{proc.name} did not start:\n{proc.log()[-3000:]}")
 
 
 def wait_grpc(target: str, proc: Proc, timeout: float = 60.0, poll: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(target) as ch:
-        stub = health_pb2_grpc.HealthStub(ch)
-        while True:
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            if not proc.alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"{proc.name} did not start:\n{proc.log()[-3000:]}")
-            time.sleep(poll)
+    _wait(lambda: launcher.core_is_ready(target), proc, timeout, poll)
 
 
 def wait_http(url: str, proc: Proc, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as reply:
-                if reply.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        if not proc.alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"{proc.name} did not start:\n{proc.log()[-3000:]}")
-        time.sleep(0.05)
+    _wait(lambda: launcher.answers(url), proc, timeout, 0.05)
 
 
-class Stack:
+class Stack(launcher.Stack):
     """The real core and gateway as processes, started the way `make run` starts them."""
 
     def __init__(
@@ -124,30 +84,24 @@ class Stack:
         core_target: str | None = None,
     ) -> None:
         """`core_target`: start no core and point the gateway at that server instead."""
-        self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.grpc_target = core_target or f"127.0.0.1:{free_port()}"
         self.with_core = core_target is None
         self.http_port = free_port()
         self.http_url = f"http://127.0.0.1:{self.http_port}"
-        self.env = {
-            **os.environ,
-            "VATS_GRPC_ADDR": self.grpc_target,
-            "VATS_CORE_TARGET": self.grpc_target,
-            "VATS_HTTP_ADDR": f"127.0.0.1:{self.http_port}",
-            "VATS_SEED": str(seed),
-            "VATS_SERVICE_TOKEN": SERVICE_TOKEN,
-            "VATS_DATA_DIR": str(workdir / "data"),
-            "VATS_RATE_LIMIT": "0",
-            "VATS_LINK_SECRET": "bench-link-secret-0123456789",
-            "PYTHONUNBUFFERED": "1",
-            **(extra_env or {}),
-        }
+        settings = launcher.local_settings(
+            workdir,
+            self.grpc_target,
+            f"127.0.0.1:{self.http_port}",
+            seed=seed,
+            service_token=SERVICE_TOKEN,
+        )
+        settings |= {"VATS_LINK_SECRET": "bench-link-secret-0123456789", **(extra_env or {})}
+        env = launcher.stack_environment(os.environ, settings)
         # Measured on the default store (SQLite in the data directory), whatever the shell says.
-        self.env.pop("VATS_MONGODB_URI", None)
+        env.pop("VATS_MONGODB_URI", None)
+        super().__init__(workdir, env)
         self.with_gateway = gateway
-        self.core: Proc | None = None
-        self.gateway: Proc | None = None
 
     @property
     def calls_url(self) -> str:
@@ -157,22 +111,17 @@ class Stack:
     def history_url(self) -> str:
         return f"{self.http_url}/api/v2/telephony/history"
 
-    def start_core(self) -> float:
+    def start_core(
+        self, timeout: float = 300.0, poll: float = 0.01, stop: threading.Event | None = None
+    ) -> float:
         """Start core; seconds from starting the process to its health check answering
         SERVING (imports, opening and migrating the store, the seed, binding the port)."""
-        began = time.perf_counter()
-        self.core = Proc("core", python_module("core"), self.workdir, self.env)
-        wait_grpc(self.grpc_target, self.core, timeout=300, poll=0.01)
-        return time.perf_counter() - began
+        return super().start_core(timeout, poll, stop)
 
-    def stop_core(self) -> None:
-        if self.core is not None:
-            self.core.stop()
-            self.core = None
-
-    def start_gateway(self) -> None:
-        self.gateway = Proc("gateway", python_module("gateway"), self.workdir, self.env)
-        wait_http(self.http_url + "/healthz", self.gateway)
+    def start_gateway(
+        self, timeout: float = 60.0, poll: float = 0.05, stop: threading.Event | None = None
+    ) -> float:
+        return super().start_gateway(timeout, poll, stop)
 
     def start(self) -> Stack:
         if self.with_core:
@@ -182,9 +131,7 @@ class Stack:
         return self
 
     def stop(self) -> None:
-        for proc in (self.gateway, self.core):
-            if proc is not None:
-                proc.stop()
+        super().stop()
         self.gateway = self.core = None
 
 

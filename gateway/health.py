@@ -12,12 +12,9 @@ import pathlib
 
 import falcon
 import falcon.asgi
-import grpc
-import grpc.aio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.config import Config
-from gateway.core_client import CoreClient
+from gateway.core_client import NOT_SERVING, SERVING, CoreClient
 
 PACKAGE_DIR = pathlib.Path(__file__).parent
 AGENT_PAGE_PATH = PACKAGE_DIR / "static" / "agent.html"
@@ -52,8 +49,8 @@ class ReadinessResource:
         self._core = core
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        core = await self._call_service_status()
-        if core == "serving":
+        core = await self._core.health(CALL_SERVICE)
+        if core == SERVING:
             refusal = await self._core.service_token_refusal(req.context.request_id)
             if refusal is None:
                 resp.media = {"status": "ready", "core": core, "storage": "ok"}
@@ -62,7 +59,7 @@ class ReadinessResource:
             self._not_ready(resp, core, "ok", media)
             return
         # NOT_SERVING: core is up but its storage is unreachable, or it is stopping.
-        storage = "unreachable" if core == "not_serving" else "unknown"
+        storage = "unreachable" if core == NOT_SERVING else "unknown"
         self._not_ready(resp, core, storage)
 
     def _not_ready(
@@ -75,19 +72,6 @@ class ReadinessResource:
         resp.status = falcon.HTTP_503
         resp.set_header("Retry-After", str(self._config.retry_after))
         resp.media = {"status": "not_ready", "core": core, "storage": storage, **(more or {})}
-
-    async def _call_service_status(self) -> str:
-        stub = health_pb2_grpc.HealthStub(self._core.channel)
-        try:
-            reply = await stub.Check(
-                health_pb2.HealthCheckRequest(service=CALL_SERVICE),
-                timeout=self._config.health_timeout,
-            )
-        except grpc.aio.AioRpcError as error:
-            return "unreachable" if error.code() != grpc.StatusCode.NOT_FOUND else "not_serving"
-        if reply.status == health_pb2.HealthCheckResponse.SERVING:
-            return "serving"
-        return "not_serving"
 
 
 class FileResource:

@@ -13,22 +13,17 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from vats_lifetime import LAUNCHER_PID
+from vats_lifetime import launcher
+from vats_lifetime.launcher import DEMO_SEED
 from vats_settings import table as t
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-DEMO_SEED = PROJECT_DIR / "seed" / "demo.json"
-STOP_GRACE_SECONDS = 10.0
+# How often the launcher looks at its children while waiting.
+POLL_SECONDS = 0.2
 # What ends the launcher and, through it, core and gateway: Ctrl-C, `kill`, and the hangup a
 # closing terminal sends to its foreground process group.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -44,12 +39,7 @@ def run_environment(base: Mapping[str, str]) -> dict[str, str]:
     env.setdefault("VATS_SEED", str(DEMO_SEED))
     if not env.get("VATS_SERVICE_TOKEN"):
         env["VATS_SERVICE_TOKEN"] = seed_service_token(env["VATS_SEED"])
-    # Written out, as the children would take them, for the banner and the readiness checks.
-    for setting in (t.DATA_DIR, t.GRPC_ADDR, t.HTTP_ADDR, t.CORE_TARGET, t.PUBLIC_URL):
-        env[setting.name] = setting.raw(env) or ""
-    # Children's log lines should reach the terminal as they are written.
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return launcher.stack_environment(env)
 
 
 def seed_service_token(path: str) -> str:
@@ -88,83 +78,66 @@ def seed_service_token(path: str) -> str:
     raise SetupError(f"the seed {path} has {len(found)} service tokens; {advice}")
 
 
-class Child:
-    """One child process whose output is passed through, each line prefixed with its name."""
+class ForegroundStack(launcher.Stack):
+    """Core and gateway tied to this launcher, their output passed through to the terminal,
+    each line prefixed with the process's name."""
 
-    def __init__(
-        self,
-        name: str,
-        argv: Sequence[str],
-        env: Mapping[str, str],
-        out: TextIO,
-        out_lock: threading.Lock,
-    ) -> None:
-        self.name = name
-        self._argv = list(argv)
-        self._env = dict(env)
+    def __init__(self, env: Mapping[str, str], out: TextIO, out_lock: threading.Lock) -> None:
+        # No log files: the output goes to the terminal.
+        super().__init__(Path(env["VATS_DATA_DIR"]), env)
         self._out = out
         self._out_lock = out_lock
-        self._process: subprocess.Popen[bytes] | None = None
-        self._pump: threading.Thread | None = None
+        self._pumps: dict[str, threading.Thread] = {}
 
-    @property
-    def pid(self) -> int:
-        assert self._process is not None
-        return self._process.pid
-
-    def start(self) -> None:
-        """Starts the child; call it from the main thread, which lives as long as the launcher.
-
-        The child ends with the launcher even when the launcher is killed outright: asked
-        through its environment, it sets a parent-death signal on itself
-        (`vats_lifetime.end_with_launcher`), which Linux sends when the thread that started it
-        ends. Not in a `preexec_fn`: that runs between fork and exec in a copy of this process
-        whose other threads (the output pumps) vanished holding whatever locks they held, and
-        can hang there.
-        """
-        self._process = subprocess.Popen(
-            self._argv,
-            env={**self._env, LAUNCHER_PID: str(os.getpid())},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            # Its own process group: a Ctrl-C in the terminal reaches only this launcher,
-            # which then stops the children in order.
-            process_group=0,
+    def _spawn(self, module: str) -> subprocess.Popen[bytes]:
+        process = launcher.spawn(
+            launcher.python_module(module), self.env, subprocess.PIPE, tied=True, cwd=None
         )
-        self._pump = threading.Thread(
-            target=self._pass_output, name=f"{self.name}-output", daemon=True
+        pump = threading.Thread(
+            target=self._pass_output, args=(module, process), name=f"{module}-output", daemon=True
         )
-        self._pump.start()
+        pump.start()
+        self._pumps[module] = pump
+        self.say(f"started {module} (pid {process.pid})")
+        return process
 
-    def exit_code(self) -> int | None:
-        return None if self._process is None else self._process.poll()
+    def log(self, module: str) -> str:
+        return ""
 
-    def stop(self) -> None:
-        """SIGTERM, a grace period, then SIGKILL; waits until the output is drained."""
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(STOP_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self.drain()
+    def _running(self, module: str) -> bool:
+        # Waiting for the gateway ends as soon as core dies, too.
+        return self.dead() is None
 
-    def drain(self) -> None:
-        if self._pump is not None:
-            self._pump.join(timeout=5)
+    def started(self) -> list[str]:
+        return [name for name, process in self._processes() if process is not None]
 
-    def _pass_output(self) -> None:
-        assert self._process is not None and self._process.stdout is not None
-        with self._process.stdout as stream:
+    def dead(self) -> tuple[str, int] | None:
+        """The name and exit code of a process that has ended."""
+        for name, process in self._processes():
+            code = None if process is None else process.poll()
+            if code is not None:
+                return name, code
+        return None
+
+    def _processes(self) -> list[tuple[str, subprocess.Popen[bytes] | None]]:
+        return [("core", self.core), ("gateway", self.gateway)]
+
+    def drain(self, *modules: str) -> None:
+        """Waits until the output of these processes (all: none named) has been passed on."""
+        for name, pump in self._pumps.items():
+            if name in modules or not modules:
+                pump.join(timeout=5)
+
+    def say(self, text: str) -> None:
+        with self._out_lock:
+            _write(self._out, text + "\n")
+
+    def _pass_output(self, name: str, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        with process.stdout as stream:
             for raw in stream:
                 line = raw.decode("utf-8", errors="replace").rstrip("\n")
-                with self._out_lock:
-                    _write(self._out, f"[{self.name}] {line}\n")
+                self.say(f"[{name}] {line}")
 
 
 def _write(out: TextIO, text: str) -> None:
@@ -184,36 +157,6 @@ def describe_exit(code: int) -> str:
     except ValueError:
         name = f"signal {-code}"
     return f"killed by {name}"
-
-
-def local_address(addr: str) -> str:
-    """An address to reach a server that listens on `addr`, which may be a wildcard."""
-    host, _, port = addr.rpartition(":")
-    if host in ("", "0.0.0.0"):
-        return f"127.0.0.1:{port}"
-    if host in ("[::]", "::"):
-        return f"[::1]:{port}"
-    return addr
-
-
-def core_is_ready(grpc_addr: str) -> bool:
-    with grpc.insecure_channel(local_address(grpc_addr)) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        try:
-            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
-        except grpc.RpcError:
-            return False
-        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-
-
-def gateway_is_ready(http_addr: str) -> bool:
-    try:
-        with urllib.request.urlopen(
-            f"http://{local_address(http_addr)}/healthz", timeout=1.0
-        ) as reply:
-            return bool(reply.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def banner(env: Mapping[str, str]) -> str:
@@ -302,11 +245,7 @@ class Launcher:
         self._start_timeout = start_timeout
         self._out_lock = threading.Lock()
         self._stop = threading.Event()
-        python = sys.executable
-        self._children = [
-            Child("core", [python, "-m", "core"], env, out, self._out_lock),
-            Child("gateway", [python, "-m", "gateway"], env, out, self._out_lock),
-        ]
+        self._stack = ForegroundStack(env, out, self._out_lock)
 
     def request_stop(self, signum: int = 0, frame: FrameType | None = None) -> None:
         self._stop.set()
@@ -314,62 +253,48 @@ class Launcher:
     def run(self) -> int:
         Path(self._env["VATS_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
         try:
-            for child in self._children:
-                child.start()
-                self._say(f"started {child.name} (pid {child.pid})")
-            if not self._wait_until_ready():
+            if not self._start():
                 return 1
-            self._say(banner(self._env))
-            while not self._stop.wait(0.2):
-                if self._dead_child() is not None:
+            self._stack.say(banner(self._env))
+            while not self._stop.wait(POLL_SECONDS):
+                if self._dead_child():
                     return 1
-            self._say("stopping core and gateway")
+            self._stack.say("stopping core and gateway")
             return 0
         finally:
-            # The gateway first, so that it does not report a core that is going away.
-            for child in reversed(self._children):
-                child.stop()
+            self._stack.stop()
+            self._stack.drain()
 
-    def _wait_until_ready(self) -> bool:
+    def _start(self) -> bool:
+        """Starts core, then the gateway, each waited for until it answers."""
         deadline = time.monotonic() + self._start_timeout
-        waiting = [child.name for child in self._children]
-        while waiting:
-            if self._dead_child() is not None:
-                return False
-            if self._stop.is_set():
-                self._say("stopped before core and gateway were ready")
-                return False
-            if time.monotonic() > deadline:
-                self._fail(f"{' and '.join(waiting)} not ready within {self._start_timeout:g} s")
-                return False
-            # One at a time, in order: the gateway cannot be healthy before core is.
-            if self._is_ready(waiting[0]):
-                waiting.pop(0)
+        try:
+            self._stack.start_core(deadline - time.monotonic(), POLL_SECONDS, self._stop)
+            self._stack.start_gateway(deadline - time.monotonic(), POLL_SECONDS, self._stop)
+        except launcher.NotStarted as error:
+            if error.why == launcher.EXITED:
+                self._dead_child()
+            elif error.why == launcher.STOPPED:
+                self._stack.say("stopped before core and gateway were ready")
             else:
-                self._stop.wait(0.2)
+                waiting = "core and gateway" if error.module == "core" else "gateway"
+                self._fail(f"{waiting} not ready within {self._start_timeout:g} s")
+            return False
         return True
 
-    def _is_ready(self, name: str) -> bool:
-        if name == "core":
-            return core_is_ready(self._env["VATS_GRPC_ADDR"])
-        return gateway_is_ready(self._env["VATS_HTTP_ADDR"])
-
-    def _dead_child(self) -> Child | None:
-        for child in self._children:
-            code = child.exit_code()
-            if code is not None:
-                child.drain()
-                others = [c.name for c in self._children if c is not child]
-                self._fail(
-                    f"{child.name} exited unexpectedly, {describe_exit(code)}; "
-                    f"stopping {' and '.join(others)}"
-                )
-                return child
-        return None
-
-    def _say(self, text: str) -> None:
-        with self._out_lock:
-            _write(self._out, text + "\n")
+    def _dead_child(self) -> bool:
+        dead = self._stack.dead()
+        if dead is None:
+            return False
+        name, code = dead
+        # Its last lines first: they may say why.
+        self._stack.drain(name)
+        text = f"{name} exited unexpectedly, {describe_exit(code)}"
+        others = [other for other in self._stack.started() if other != name]
+        if others:
+            text += f"; stopping {' and '.join(others)}"
+        self._fail(text)
+        return True
 
     def _fail(self, text: str) -> None:
         with self._out_lock:

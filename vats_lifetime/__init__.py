@@ -1,6 +1,7 @@
 """Ties the lifetime of core and gateway to the `make run` launcher that started them.
 
-Shared by both processes, which share no other code (as `vats_logs`).
+Imported by both processes (as `vats_logs`); the launcher's own side, which starts and
+stops them, is `vats_lifetime.launcher`.
 """
 
 from __future__ import annotations

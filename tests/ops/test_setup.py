@@ -29,6 +29,7 @@ RUNTIME_PACKAGES = (
     "vats_cli",
     "vats_lifetime",
     "vats_logs",
+    "vats_rpc",
     "vats_settings",
     "vocabulary",
 )
