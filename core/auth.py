@@ -18,6 +18,8 @@ class Role(enum.StrEnum):
     ADMIN = "admin"
     SERVICE = "service"
     EMPLOYEE = "employee"
+    # Reads every call, card, callback and the board; changes nothing but marking callbacks.
+    SUPERVISOR = "supervisor"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +27,8 @@ class Principal:
     token_id: str
     role: Role
     employee_id: int | None = None
+    # Where the request came from, as the audit log records it ("" when unknown).
+    address: str = ""
 
     def require(self, *roles: Role) -> None:
         # Admins may do everything.
@@ -35,6 +39,29 @@ class Principal:
     @property
     def is_employee(self) -> bool:
         return self.role is Role.EMPLOYEE
+
+
+class Scheme(enum.StrEnum):
+    """How a request proves who sent it, in `authorization: <scheme> <secret>`."""
+
+    BEARER = "bearer"
+    # A one-time stream ticket: opens one live stream, nothing else.
+    TICKET = "ticket"
+
+
+@dataclasses.dataclass(frozen=True)
+class Credentials:
+    scheme: Scheme
+    secret: str
+
+
+def credentials_of(authorization: str | None) -> Credentials | None:
+    """The credentials of an `authorization` value, None when it names no known scheme."""
+    scheme, _, secret = (authorization or "").partition(" ")
+    secret = secret.strip()
+    if not secret or scheme.lower() not in {s.value for s in Scheme}:
+        return None
+    return Credentials(Scheme(scheme.lower()), secret)
 
 
 def secret_hash(secret: str) -> str:

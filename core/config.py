@@ -25,6 +25,8 @@ class CoreConfig:
     public_url: str = t.PUBLIC_URL.initial
     max_record_mb: int = t.MAX_RECORD_MB.initial
     default_region: str = t.DEFAULT_REGION.initial
+    # The IANA time zone the board's "today" is in.
+    timezone: str = t.TIMEZONE.initial
     # Signs recording download links; unset, a secret made at the first start is
     # kept in the data directory. Set it when running more than one core.
     link_secret: str | None = t.LINK_SECRET.initial
@@ -61,6 +63,7 @@ _VARIABLES: dict[str, Setting[Any]] = {
     "public_url": t.PUBLIC_URL,
     "max_record_mb": t.MAX_RECORD_MB,
     "default_region": t.DEFAULT_REGION,
+    "timezone": t.TIMEZONE,
     "link_secret": t.LINK_SECRET,
     "link_ttl_seconds": t.LINK_TTL_SECONDS,
     "ringing_expiry_seconds": t.RINGING_EXPIRY_SECONDS,

@@ -64,6 +64,19 @@ class Unauthenticated(DomainError):
     reason = "unauthenticated"
 
 
+class TokenExpired(Unauthenticated):
+    """A token past the lifetime it was issued with (HTTP 401)."""
+
+    reason = "token-expired"
+
+
+class TicketInvalid(Unauthenticated):
+    """A stream ticket that is unknown, used already, expired, or whose token is no
+    longer valid (HTTP 401)."""
+
+    reason = "ticket-invalid"
+
+
 class PermissionDenied(DomainError):
     """A valid token whose role does not allow the request (HTTP 403)."""
 

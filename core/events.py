@@ -1,5 +1,5 @@
-"""Live call events: the in-process hub, the change-stream follower, and the
-resume logic of the card and call streams.
+"""Live call events: the in-process hub, and the resume logic of the card and call
+streams and of the card feed that gateways deliver card streams from.
 
 Every change of a call is stored as an event with a deployment-wide sequence
 number (see core.app.cardlog). A stream starts from a snapshot or from a
@@ -35,6 +35,8 @@ class CardUpdate:
     change: str  # show / update / hide / reset
     view: CallView | None
     reason: str = ""
+    # Part of a snapshot: read at `seq`, but possibly newer than the event of that seq.
+    snapshot: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +47,29 @@ class CallUpdate:
     kind: str  # created / updated / expired / reset
     view: CallView | None
     reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenRevoked:
+    """A token was revoked (or has expired): streams opened with it end, here and at the
+    gateways that deliver streams from the card feed."""
+
+    token_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class FeedStart:
+    """The card feed's first item: the events after `seq` follow. `reset`: those between
+    the seq asked for and `seq` could not be replayed."""
+
+    seq: int
+    reset: bool = False
+
+
+FeedItem = FeedStart | PublishedEvent | TokenRevoked
+
+# A replay longer than this is answered with a reset and a snapshot instead.
+MAX_REPLAY = 5000
 
 
 class _Closed:
@@ -58,10 +83,21 @@ _LAGGING = object()
 class Subscription:
     """A subscriber's bounded queue of live events."""
 
-    def __init__(self, hub: EventHub, size: int, token_id: str | None = None) -> None:
+    def __init__(
+        self,
+        hub: EventHub,
+        size: int,
+        token_id: str | None = None,
+        employee_id: int | None = None,
+        notices: bool = False,
+    ) -> None:
         self._hub = hub
         self._queue: asyncio.Queue[PublishedEvent | object] = asyncio.Queue(maxsize=size)
         self.token_id = token_id
+        # Set: only the events that change this employee's cards are offered.
+        self.employee_id = employee_id
+        # Also offered: TokenRevoked for every token revoked.
+        self.notices = notices
         self.lagging = False
         self.closed = False
         # Closed because the token that opened it was revoked.
@@ -110,6 +146,12 @@ class EventHub:
         self._loop = loop
         self._queue_size = queue_size
         self._subscriptions: set[Subscription] = set()
+        # Routing: subscriptions of one employee's cards by employee, the rest apart, so
+        # that an event wakes only the streams it concerns.
+        self._everything: set[Subscription] = set()
+        self._by_employee: dict[int, set[Subscription]] = {}
+        # Tokens of the streams gateways deliver from the card feed (see hold_remote).
+        self._remote_tokens: set[str] = set()
         self._closed = False
         self.published = 0
 
@@ -124,10 +166,19 @@ class EventHub:
         self._loop.call_soon_threadsafe(self._revoke, token_id)
 
     def _revoke(self, token_id: str) -> None:
+        self._remote_tokens.discard(token_id)
+        notice = TokenRevoked(token_id)
         for subscription in list(self._subscriptions):
             if subscription.token_id == token_id:
                 subscription.revoked = True
                 subscription.close()
+            elif subscription.notices:
+                subscription.offer(notice)
+
+    def hold_remote(self, token_id: str) -> None:
+        """A gateway delivers a stream opened with this token from the card feed: its
+        revocation or expiry is looked for (token_ids) and announced on the feed."""
+        self._remote_tokens.add(token_id)
 
     def reset_all(self) -> None:
         """Every subscriber starts over (the event source lost its place)."""
@@ -135,29 +186,61 @@ class EventHub:
 
     def _dispatch(self, event: PublishedEvent) -> None:
         self.published += 1
-        for subscription in self._subscriptions:
+        for subscription in self._everything:
             subscription.offer(event)
+        by_employee = self._by_employee
+        if not by_employee:
+            return
+        offered: set[int] = set()
+        for card_event in event.card_events:
+            employee_id = card_event.employee_id
+            if employee_id in offered:
+                continue
+            offered.add(employee_id)
+            for subscription in by_employee.get(employee_id, ()):
+                subscription.offer(event)
 
     def _dispatch_reset(self) -> None:
         for subscription in self._subscriptions:
             subscription.offer(_LAGGING)
 
-    def subscribe(self, token_id: str | None = None) -> Subscription:
-        subscription = Subscription(self, self._queue_size, token_id)
+    def subscribe(
+        self, token_id: str | None = None, *, employee_id: int | None = None, notices: bool = False
+    ) -> Subscription:
+        """`employee_id`: offer only the events that change that employee's cards;
+        `notices`: offer TokenRevoked too."""
+        subscription = Subscription(self, self._queue_size, token_id, employee_id, notices)
         if self._closed:
             # The server is stopping: the stream ends at once.
             subscription.close()
+            return subscription
+        self._subscriptions.add(subscription)
+        if employee_id is None:
+            self._everything.add(subscription)
         else:
-            self._subscriptions.add(subscription)
+            self._by_employee.setdefault(employee_id, set()).add(subscription)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self._subscriptions.discard(subscription)
+        self._everything.discard(subscription)
+        if subscription.employee_id is not None:
+            same = self._by_employee.get(subscription.employee_id)
+            if same is not None:
+                same.discard(subscription)
+                if not same:
+                    del self._by_employee[subscription.employee_id]
         subscription.close()
 
     @property
     def subscriber_count(self) -> int:
         return len(self._subscriptions)
+
+    def token_ids(self) -> set[str]:
+        """The tokens that open streams were opened with (directly or by a ticket), those
+        delivered by gateways from the card feed included."""
+        own = {s.token_id for s in self._subscriptions if s.token_id is not None}
+        return own | self._remote_tokens
 
     def close(self) -> None:
         """End every stream cleanly (server shutdown)."""
@@ -165,10 +248,12 @@ class EventHub:
         for subscription in list(self._subscriptions):
             subscription.close()
         self._subscriptions.clear()
+        self._everything.clear()
+        self._by_employee.clear()
 
 
 class StorageRun(Protocol):
-    async def run(self, fn: Callable[[], Any]) -> Any: ...
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any: ...
 
 
 def _card_updates_of(event: PublishedEvent, employee_id: int) -> Iterator[CardUpdate]:
@@ -189,9 +274,9 @@ class EventStreams:
         self, employee_id: int, after_seq: int, subscription: Subscription | None = None
     ) -> AsyncIterator[CardUpdate]:
         """Pass a `subscription` taken earlier to be sure of every event after that moment."""
-        subscription = subscription or self.hub.subscribe()
+        subscription = subscription or self.hub.subscribe(employee_id=employee_id)
         try:
-            updates, position = await self._card_start(employee_id, after_seq)
+            updates, position = await self.runner.run(self.card_start, employee_id, after_seq)
             for update in updates:
                 yield update
             while True:
@@ -207,41 +292,89 @@ class EventStreams:
                     continue
                 # Lagging: drop what is queued and start over from a fresh snapshot.
                 subscription.drain()
-                updates, position = await self._snapshot(employee_id, "lagging")
+                updates, position = await self.runner.run(self.snapshot, employee_id, "lagging")
                 for update in updates:
                     yield update
         finally:
             self.hub.unsubscribe(subscription)
 
-    async def _card_start(self, employee_id: int, after_seq: int) -> tuple[list[CardUpdate], int]:
+    def card_start(self, employee_id: int, after_seq: int) -> tuple[list[CardUpdate], int]:
+        """Blocking: where an employee's card stream starts, and the seq it is current as
+        of: a snapshot (after_seq 0), the events missed since after_seq, or a reset and a
+        snapshot when the log no longer reaches back that far (or the replay is too long)."""
         if after_seq <= 0:
-            return await self._snapshot(employee_id, None)
+            return self.snapshot(employee_id, None)
+        # The last seq first: every event up to it is then in the replay.
+        last = self.log.last_seq()
+        events = self.log.card_events_after(employee_id, after_seq)
+        if events is None or len(events) > MAX_REPLAY:
+            return self.snapshot(employee_id, "resume")
+        updates = [u for e in events for u in _card_updates_of(e, employee_id)]
+        return updates, max(after_seq, last, events[-1].seq if events else 0)
 
-        def replay() -> tuple[list[CardUpdate], int] | None:
-            events = self.log.card_events_after(employee_id, after_seq)
-            if events is None:
-                return None
-            updates = [u for e in events for u in _card_updates_of(e, employee_id)]
-            last = events[-1].seq if events else after_seq
-            return updates, max(after_seq, last)
+    def snapshot(self, employee_id: int, reset_reason: str | None) -> tuple[list[CardUpdate], int]:
+        """Blocking: the cards an employee sees now (after a reset when `reset_reason`)."""
+        seq, views = self.log.snapshot(employee_id)
+        updates = [CardUpdate(seq, CardChange.SHOW.value, v, snapshot=True) for v in views]
+        if reset_reason is not None:
+            updates.insert(0, CardUpdate(seq, "reset", None, reset_reason, snapshot=True))
+        return updates, seq
 
-        replayed: tuple[list[CardUpdate], int] | None = await self.runner.run(replay)
-        if replayed is None:
-            return await self._snapshot(employee_id, "resume")
-        return replayed
+    async def feed(
+        self,
+        after_seq: int,
+        token_ids: list[str],
+        subscription: Subscription,
+        no_longer_valid: Callable[[list[str]], list[str]],
+    ) -> AsyncIterator[FeedItem]:
+        """Every event (after `after_seq`, replayed from the log), and TokenRevoked for
+        each token revoked; first TokenRevoked for those of `token_ids` (the tokens of the
+        streams the subscriber delivers) no longer valid. Ends when the subscriber falls
+        behind. `subscription` (taken with notices) is ended when this ends."""
+        try:
+            items, position = await self.runner.run(
+                self.feed_start, after_seq, token_ids, no_longer_valid
+            )
+            gone = {item.token_id for item in items if isinstance(item, TokenRevoked)}
+            for token_id in token_ids:
+                if token_id not in gone:
+                    # Its revocation or expiry from now on comes as a TokenRevoked.
+                    self.hub.hold_remote(token_id)
+            for item in items:
+                yield item
+            while True:
+                item = await subscription.get()
+                if isinstance(item, _Closed):
+                    return
+                if isinstance(item, PublishedEvent):
+                    if item.seq > position:
+                        position = item.seq
+                        yield item
+                elif isinstance(item, TokenRevoked):
+                    yield item
+                else:
+                    # Lagging: the caller reconnects with the last seq it has and the tokens
+                    # it holds, so that neither an event nor a revocation is lost.
+                    return
+        finally:
+            self.hub.unsubscribe(subscription)
 
-    async def _snapshot(
-        self, employee_id: int, reset_reason: str | None
-    ) -> tuple[list[CardUpdate], int]:
-        def read() -> tuple[list[CardUpdate], int]:
-            seq, views = self.log.snapshot(employee_id)
-            updates = [CardUpdate(seq, CardChange.SHOW.value, v) for v in views]
-            if reset_reason is not None:
-                updates.insert(0, CardUpdate(seq, "reset", None, reset_reason))
-            return updates, seq
-
-        result: tuple[list[CardUpdate], int] = await self.runner.run(read)
-        return result
+    def feed_start(
+        self,
+        after_seq: int,
+        token_ids: list[str],
+        no_longer_valid: Callable[[list[str]], list[str]],
+    ) -> tuple[list[FeedItem], int]:
+        """Blocking: the card feed's first items, and the seq they bring it up to."""
+        gone = [TokenRevoked(token_id) for token_id in no_longer_valid(token_ids)]
+        if after_seq <= 0:
+            last = self.log.last_seq()
+            return [FeedStart(last), *gone], last
+        events, last = self.log.call_events_after(after_seq)
+        if events is None:
+            return [FeedStart(last, reset=True), *gone], last
+        position = max(last, events[-1].seq if events else 0)
+        return [FeedStart(after_seq), *events, *gone], position
 
     async def calls(
         self, after_seq: int, subscription: Subscription | None = None

@@ -31,6 +31,7 @@ from prometheus_client import (
     start_http_server,
 )
 
+from core.domain import Status
 from core.logs import REQUEST_ID
 from core.model import PublishedEvent
 from core.storage.port import EventSink, Store
@@ -73,7 +74,7 @@ class CoreMetrics:
         )
         self.active_calls = Gauge(
             "vats_core_active_calls",
-            "Calls with an active status (ringing, in-progress).",
+            f"Calls with an active status ({', '.join(s for s in Status if s.is_active)}).",
             registry=r,
         )
         self.visible_cards = Gauge(
@@ -127,10 +128,9 @@ class CoreMetrics:
         return _CountingSink(self.events_published, inner, live)
 
     def serve(self, addr: str) -> MetricsServer:
-        """Starts the /metrics HTTP endpoint on `addr` (host:port; port 0 picks one)."""
+        """Starts the /metrics HTTP endpoint on `addr`, a host:port the settings checked
+        (port 0 picks one)."""
         host, _, port = addr.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"VATS_METRICS_ADDR must be host:port or off, not {addr!r}")
         server, _ = start_http_server(int(port), host.strip("[]"), registry=self.registry)
         return MetricsServer(server)
 
@@ -262,6 +262,16 @@ def _code_of(
     return grpc.StatusCode.CANCELLED
 
 
+# A method handler's four shapes: which attribute holds its behaviour, how a handler of that
+# shape is made, and whether it answers with a stream.
+_HANDLER_KINDS: tuple[tuple[str, Callable[..., grpc.RpcMethodHandler], bool], ...] = (
+    ("unary_unary", grpc.unary_unary_rpc_method_handler, False),
+    ("stream_unary", grpc.stream_unary_rpc_method_handler, False),
+    ("unary_stream", grpc.unary_stream_rpc_method_handler, True),
+    ("stream_stream", grpc.stream_stream_rpc_method_handler, True),
+)
+
+
 class RpcInterceptor(grpc.aio.ServerInterceptor):
     """Counts, times and logs every RPC with the caller's x-request-id (never other metadata)."""
 
@@ -278,30 +288,15 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
             return handler  # an unknown method: gRPC answers UNIMPLEMENTED
         method: str = handler_call_details.method
         request_id = _request_id(handler_call_details.invocation_metadata)
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, method, request_id),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                self._unary(handler.stream_unary, method, request_id),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._stream(handler.unary_stream, method, request_id),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_stream is not None:
-            return grpc.stream_stream_rpc_method_handler(
-                self._stream(handler.stream_stream, method, request_id),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
+        for kind, make_handler, streams in _HANDLER_KINDS:
+            behavior = getattr(handler, kind)
+            if behavior is not None:
+                wrap = self._stream if streams else self._unary
+                return make_handler(
+                    wrap(behavior, method, request_id),
+                    request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer,
+                )
         return handler
 
     def _unary(

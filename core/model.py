@@ -10,12 +10,17 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
-from core.domain import Call, CardEvent, Direction, Employee, Status
+from core.domain import Call, Callback, CallbackState, CardEvent, Direction, Employee, Status
 
 __all__ = [
+    "AuditEntry",
+    "AuditQuery",
     "Call",
     "CallQuery",
     "CallView",
+    "Callback",
+    "CallbackCursor",
+    "CallbackQuery",
     "Card",
     "Channel",
     "Comment",
@@ -28,6 +33,7 @@ __all__ = [
     "PublishedEvent",
     "Recording",
     "Reply",
+    "StreamTicket",
     "Ticket",
     "Token",
     "utc_now",
@@ -75,6 +81,11 @@ class Token:
     employee_id: int | None = None
     description: str = ""
     revoked_at: datetime | None = None
+    # None: the token never expires.
+    expires_at: datetime | None = None
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
 
 @dataclasses.dataclass
@@ -239,3 +250,64 @@ class PageCursor:
 
     created_at: datetime
     call_id: int
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamTicket:
+    """A one-time pass for opening one live stream, in place of the token that asked for it:
+    it carries that token's identity and scope."""
+
+    # sha256 of the ticket; the ticket itself is never stored.
+    ticket_hash: str
+    token_id: str
+    role: str
+    employee_id: int | None
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditEntry:
+    """One line of the audit log: who did what, when, from where. Never changed once written."""
+
+    entry_id: int
+    at: datetime
+    action: str
+    token_id: str
+    role: str
+    employee_id: int | None
+    address: str
+    target: str = ""
+    details: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditQuery:
+    """The audit log's filters; every field left empty matches everything."""
+
+    action: str | None = None
+    token_id: str | None = None
+    employee_id: int | None = None
+    since: datetime | None = None  # inclusive
+    until: datetime | None = None  # exclusive
+
+
+@dataclasses.dataclass(frozen=True)
+class CallbackQuery:
+    """Which callbacks to list: open ones come oldest waiting first (first_missed_at), resolved
+    ones most recently resolved first; with both states, the open ones first."""
+
+    states: frozenset[CallbackState] = frozenset({CallbackState.OPEN})
+    channel_id: int | None = None
+    # Callbacks of calls the employee could see.
+    employee_id: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CallbackCursor:
+    """Where a page of callbacks ended: its last callback's state, the time it is ordered by
+    (first missed when open, resolved when resolved) and id."""
+
+    state: CallbackState
+    at: datetime
+    callback_id: int

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import hashlib
-import json
 import logging
 import os
 import secrets
@@ -22,6 +21,9 @@ from grpc_reflection.v1alpha import reflection
 import vats_settings
 from core import domain, logs, rpc
 from core.app import (
+    AuditTrail,
+    BoardDesk,
+    CallbackDesk,
     CallCommands,
     CallQueries,
     CardLog,
@@ -30,17 +32,18 @@ from core.app import (
     TokenDesk,
     UseCases,
 )
-from core.app.seed import apply_seed
+from core.app.seed import apply_seed, load_seed
+from core.board_stream import BoardFeed
 from core.config import CoreConfig
 from core.events import EventHub, EventStreams
 from core.metrics import CoreMetrics, LiveCalls, MetricsServer, RpcInterceptor
 from core.model import utc_now
 from core.recordings import FileBlobStore, LinkSigner
 from core.recordings.library import RecordingLibrary
+from core.rpc.card_streams import add_call_service
 from core.storage.port import Store
 from telephony.v1 import (
     call_service_pb2,
-    call_service_pb2_grpc,
     channel_service_pb2,
     channel_service_pb2_grpc,
     directory_service_pb2,
@@ -51,6 +54,9 @@ log = logging.getLogger("vats.core")
 
 # A storage check that takes longer than this counts as failed.
 STORAGE_CHECK_TIMEOUT = 5.0
+# How often open streams' tokens are checked: a token revoked on another core, or one
+# that expired, ends its streams here within this many seconds.
+STREAM_TOKEN_CHECK_SECONDS = 5.0
 
 SERVICE_NAMES = (
     call_service_pb2.DESCRIPTOR.services_by_name["CallService"].full_name,
@@ -134,6 +140,9 @@ class Core:
             channels=ChannelAdmin(self.store, public_url=config.public_url),
             directory=DirectoryAdmin(self.store, region=config.default_region),
             tokens=TokenDesk(self.store),
+            audit=AuditTrail(self.store),
+            callbacks=CallbackDesk(self.store),
+            board=BoardDesk(self.store, config.timezone),
         )
         self.blob_runner = rpc.StorageRunner(4)
         self.handler = rpc.Handler(self.app, self.runner, links=self.link)
@@ -150,6 +159,7 @@ class Core:
         self.metrics = CoreMetrics()
         self.metrics_server: MetricsServer | None = None
         self.storage_ok = True
+        self.stream_token_check_seconds = STREAM_TOKEN_CHECK_SECONDS
 
     def link(self, recording_id: str) -> tuple[str, datetime]:
         """A signed download path for a recording, and when it expires."""
@@ -163,8 +173,7 @@ class Core:
             # Nobody else uploads meanwhile: what files and records disagree on is left over.
             self.library.reconcile()
         if self.config.seed_path:
-            seed = json.loads(Path(self.config.seed_path).read_text(encoding="utf-8"))
-            apply_seed(self.app, seed)
+            apply_seed(self.app, load_seed(Path(self.config.seed_path)), self.library)
 
     async def start(self) -> int:
         await self.runner.run(self.prepare)
@@ -189,6 +198,9 @@ class Core:
         hub = self.hub
         self.metrics.count_subscribers(lambda: hub.subscriber_count)
         streams = EventStreams(self.cards, self.hub, self.runner)
+        board_feed = BoardFeed(self.app.board, self.hub, self.runner)
+        # A marked callback changes the board's figures without a call event.
+        self.app.callbacks.on_marked = board_feed.changed
         server = grpc.aio.server(
             interceptors=[RpcInterceptor(self.metrics)],
             options=[
@@ -197,8 +209,11 @@ class Core:
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ],
         )
-        call_service_pb2_grpc.add_CallServiceServicer_to_server(
-            rpc.CallServicer(self.handler, streams, self.library, self.signer, self.blob_runner),
+        # Its card streams send messages encoded once for all their subscribers.
+        add_call_service(
+            rpc.CallServicer(
+                self.handler, streams, self.library, self.signer, self.blob_runner, board_feed
+            ),
             server,
         )
         channel_service_pb2_grpc.add_ChannelServiceServicer_to_server(
@@ -221,6 +236,7 @@ class Core:
         self._tasks.append(asyncio.create_task(self._sweep_expired()))
         self._tasks.append(asyncio.create_task(self._sweep_recordings()))
         self._tasks.append(asyncio.create_task(self._watch_storage()))
+        self._tasks.append(asyncio.create_task(self._end_streams_of_invalid_tokens()))
         if self.config.metrics_addr:
             try:
                 self.metrics_server = self.metrics.serve(self.config.metrics_addr)
@@ -277,6 +293,20 @@ class Core:
             log.info("storage is reachable again; serving")
         else:
             log.error("storage check failed (%s); not serving", error)
+
+    async def _end_streams_of_invalid_tokens(self) -> None:
+        while True:
+            await asyncio.sleep(self.stream_token_check_seconds)
+            hub = self.hub
+            if hub is None or not hub.subscriber_count:
+                continue
+            try:
+                gone = await self.runner.run(self.app.tokens.no_longer_valid, hub.token_ids())
+            except Exception:
+                log.exception("checking the tokens of open streams failed; retrying")
+                continue
+            for token_id in gone:
+                hub.revoke(token_id)
 
     async def _sweep_expired(self) -> None:
         while True:

@@ -8,9 +8,8 @@ from types import TracebackType
 from typing import Any
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
+import vats_rpc
 from telephony.v1 import (
     call_service_pb2,
     call_service_pb2_grpc,
@@ -37,7 +36,7 @@ class CoreClient:
         self.target = target
         self._token = token
         self._timeout = timeout
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._metadata = vats_rpc.token_metadata(token)
         self._channel = grpc.insecure_channel(target)
         self._channels = channel_service_pb2_grpc.ChannelServiceStub(self._channel)
         self._directory = directory_service_pb2_grpc.DirectoryServiceStub(self._channel)
@@ -156,6 +155,16 @@ class CoreClient:
     ) -> directory_service_pb2.RevokeTokenResponse:
         return self._unary(self._directory.RevokeToken, request)
 
+    def list_audit_entries(
+        self, request: directory_service_pb2.ListAuditEntriesRequest
+    ) -> directory_service_pb2.ListAuditEntriesResponse:
+        return self._unary(self._directory.ListAuditEntries, request)
+
+    def export_audit_entries(
+        self, request: directory_service_pb2.ExportAuditEntriesRequest
+    ) -> Generator[directory_service_pb2.ExportAuditEntriesResponse, None, None]:
+        return self._stream(self._directory.ExportAuditEntries, request)
+
     # CallService
 
     def get_call(
@@ -168,16 +177,41 @@ class CoreClient:
     ) -> call_service_pb2.ListCallsResponse:
         return self._unary(self._calls.ListCalls, request)
 
+    def list_callbacks(
+        self, request: call_service_pb2.ListCallbacksRequest
+    ) -> call_service_pb2.ListCallbacksResponse:
+        return self._unary(self._calls.ListCallbacks, request)
+
+    def mark_called_back(
+        self, request: call_service_pb2.MarkCalledBackRequest
+    ) -> call_service_pb2.MarkCalledBackResponse:
+        return self._unary(self._calls.MarkCalledBack, request)
+
+    def get_board(
+        self, request: call_service_pb2.GetBoardRequest
+    ) -> call_service_pb2.GetBoardResponse:
+        return self._unary(self._calls.GetBoard, request)
+
     def watch_call_cards(
         self, request: call_service_pb2.WatchCallCardsRequest
     ) -> Generator[call_service_pb2.CallCardEvent, None, None]:
-        """Follows the card stream until it ends or the caller stops iterating.
+        return self._stream(self._calls.WatchCallCards, request)
+
+    def _unary(self, rpc: Callable[..., Any], request: Any) -> Any:
+        """A request with the token and the deadline; a refusal raises CoreError."""
+        try:
+            return rpc(request, timeout=self._timeout, metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise self._error(error) from None
+
+    def _stream(self, rpc: Callable[..., Any], request: Any) -> Generator[Any, None, None]:
+        """Follows a server stream until it ends or the caller stops iterating.
 
         The stream has no deadline, since it is meant to run until the user stops
         it; an unreachable core still fails at once, as the call does not wait for
         the channel to become ready.
         """
-        stream = self._calls.WatchCallCards(request, metadata=self._metadata)
+        stream = rpc(request, metadata=self._metadata)
         try:
             yield from stream
         except grpc.RpcError as error:
@@ -185,52 +219,27 @@ class CoreClient:
         finally:
             stream.cancel()
 
-    def _unary(self, rpc: Callable[..., Any], request: Any) -> Any:
-        try:
-            return rpc(request, timeout=self._timeout, metadata=self._metadata)
-        except grpc.RpcError as error:
-            raise self._error(error) from None
-
-    def _error(self, error: Any) -> CoreError:
-        reason, fields = _rich_details(error)
-        code = error.code()
-        if reason is None and code == grpc.StatusCode.UNAVAILABLE:
+    def _error(self, error: grpc.RpcError) -> CoreError:
+        status = vats_rpc.RpcStatus.of(error)
+        if not status.reason and status.code == grpc.StatusCode.UNAVAILABLE:
             return CoreError(f"cannot reach core at {self.target}")
-        if reason is None and code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        if not status.reason and status.code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return CoreError(f"core at {self.target} did not answer within {self._timeout:g} s")
-        words = (reason or code.name.lower()).replace("_", " ")
-        message = " ".join(str(error.details() or "").split())
-        if fields:
-            # The violations say more than a summary message naming the same fields.
-            text = f"{words}: " + "; ".join(f"{name}: {why}" for name, why in fields)
-        elif not message:
-            text = words
-        elif words in message.lower():
-            text = message
-        else:
-            text = f"{words}: {message}"
-        if code == grpc.StatusCode.UNAUTHENTICATED and not self._token:
+        text = _one_line(status)
+        if status.code == grpc.StatusCode.UNAUTHENTICATED and not self._token:
             text += " (pass --token or set VATS_ADMIN_TOKEN)"
-        return CoreError(text, dict(fields))
+        return CoreError(text, dict(status.violations))
 
 
-def _rich_details(error: Any) -> tuple[str | None, list[tuple[str, str]]]:
-    """The ErrorInfo reason and BadRequest field violations core attaches to a status."""
-    try:
-        status = rpc_status.from_call(error)
-    except ValueError:
-        status = None
-    reason: str | None = None
-    fields: list[tuple[str, str]] = []
-    if status is None:
-        return reason, fields
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            reason = info.reason or None
-        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad_request = error_details_pb2.BadRequest()
-            detail.Unpack(bad_request)
-            fields.extend((v.field, v.description) for v in bad_request.field_violations)
-    return reason, fields
+def _one_line(status: vats_rpc.RpcStatus) -> str:
+    """What core said: its reason (else the code), then the wrong fields or its message."""
+    words = (status.reason or status.code.name.lower()).replace("_", " ")
+    message = " ".join(status.message.split())
+    if status.violations:
+        # The violations say more than a summary message naming the same fields.
+        return f"{words}: " + "; ".join(f"{name}: {why}" for name, why in status.violations)
+    if not message:
+        return words
+    if words in message.lower():
+        return message
+    return f"{words}: {message}"

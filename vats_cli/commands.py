@@ -225,6 +225,7 @@ def tokens_issue(args: argparse.Namespace, core: CoreClient, out: Output) -> Non
             role=ROLE.number(args.role),
             employee_id=args.employee or 0,
             description=args.description or "",
+            ttl=args.ttl,
         )
     )
     text = render.fields(
@@ -232,6 +233,7 @@ def tokens_issue(args: argparse.Namespace, core: CoreClient, out: Output) -> Non
             ("token", response.token.token_id),
             ("role", args.role),
             ("employee", response.token.employee_id or None),
+            ("expires", _expiry(response.token)),
             ("secret", response.secret),
         ]
     )
@@ -247,16 +249,22 @@ def tokens_list(args: argparse.Namespace, core: CoreClient, out: Output) -> None
             t.employee_id or None,
             t.description,
             render.timestamp(t, "create_time"),
+            _expiry(t),
         )
         for t in response.tokens
     ]
-    headers = ("ID", "ROLE", "EMPLOYEE", "DESCRIPTION", "CREATED")
+    headers = ("ID", "ROLE", "EMPLOYEE", "DESCRIPTION", "CREATED", "EXPIRES")
     out.emit(response, render.table(headers, rows))
 
 
 def tokens_revoke(args: argparse.Namespace, core: CoreClient, out: Output) -> None:
     response = core.revoke_token(directory_service_pb2.RevokeTokenRequest(token_id=args.token_id))
     out.emit(response, f"token {args.token_id} revoked")
+
+
+def _expiry(token: directory_service_pb2.Token) -> str:
+    """When the token expires ("never" for a token without a lifetime)."""
+    return render.timestamp(token, "expire_time") if token.HasField("expire_time") else "never"
 
 
 def _role_name(role: int) -> str:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import NoReturn
 
-from vats_cli import commands, contacts
+from vats_cli import audit, commands, contacts, workspace
 from vats_cli.client import CoreClient, CoreError
 from vats_cli.render import Output
 from vats_settings import SettingError
@@ -115,7 +115,9 @@ def build_parser() -> Parser:
     _directory_commands(areas, common)
     _contact_commands(areas, common)
     _token_commands(areas, common)
+    _audit_commands(areas, common)
     _call_commands(areas, common)
+    _workspace_commands(areas, common)
     _operations_commands(areas)
     return parser
 
@@ -310,9 +312,36 @@ def _token_commands(areas: argparse._SubParsersAction[Parser], common: Parser) -
         "--employee", type=_id, metavar="ID", help="the employee of an employee token"
     )
     issue.add_argument("--description", help="what the token is for")
+    issue.add_argument(
+        "--ttl",
+        type=audit.ttl,
+        metavar="LIFETIME",
+        help="how long it works: 90s, 30m, 12h, 30d ... [for ever]",
+    )
     _command(sub, "list", commands.tokens_list, "list tokens (never their secrets)", common)
     revoke = _command(sub, "revoke", commands.tokens_revoke, "revoke a token at once", common)
     revoke.add_argument("token_id", metavar="TOKEN_ID")
+
+
+def _audit_commands(areas: argparse._SubParsersAction[Parser], common: Parser) -> None:
+    summary = "the audit log: who changed what, who read personal data in bulk (admins)"
+    command = _command(areas, "audit", audit.audit_list, summary + "; newest first", common)
+    command.add_argument("--action", metavar="ACTION", help="e.g. token.issued, calls.listed")
+    command.add_argument("--token-id", metavar="TOKEN_ID", help="done with this token")
+    command.add_argument("--employee", type=_id, metavar="ID", help="done by this employee")
+    command.add_argument(
+        "--since", type=_moment, metavar="TIME", help="at or after (ISO 8601; UTC by default)"
+    )
+    command.add_argument(
+        "--until", type=_moment, metavar="TIME", help="before (ISO 8601; UTC by default)"
+    )
+    command.add_argument("--limit", type=_page_size, metavar="N", help="entries, 1..500 [50]")
+    command.add_argument("--page-token", metavar="TOKEN", help="the page after a previous listing")
+    command.add_argument(
+        "--json-lines",
+        action="store_true",
+        help="export every matching entry, oldest first, one JSON object a line",
+    )
 
 
 def _call_commands(areas: argparse._SubParsersAction[Parser], common: Parser) -> None:
@@ -375,6 +404,50 @@ def _call_commands(areas: argparse._SubParsersAction[Parser], common: Parser) ->
         default=0,
         metavar="SEQ",
         help="replay events after this sequence number [0: current cards first]",
+    )
+
+
+def _workspace_commands(areas: argparse._SubParsersAction[Parser], common: Parser) -> None:
+    callbacks = _area(areas, "callbacks", "missed incoming numbers waiting to be called back")
+    sub = callbacks.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    list_ = _command(
+        sub,
+        "list",
+        workspace.callbacks_list,
+        "list callbacks: open ones oldest waiting first, resolved ones latest first",
+        common,
+    )
+    list_.add_argument(
+        "--state",
+        choices=tuple(workspace.STATES_BY_CHOICE),
+        default="open",
+        help="which callbacks [open]",
+    )
+    list_.add_argument("--channel", type=_id, metavar="ID", help="callbacks of this channel")
+    list_.add_argument(
+        "--limit", type=_page_size, metavar="N", help="callbacks per page, 1..500 [50]"
+    )
+    list_.add_argument("--page-token", metavar="TOKEN", help="the page after a previous listing")
+    mark = _command(
+        sub,
+        "mark",
+        workspace.callbacks_mark,
+        "record that a number was called back (one already resolved stays as it is)",
+        common,
+    )
+    mark.add_argument("callback_id", type=_id, metavar="ID")
+    mark.add_argument(
+        "--employee",
+        type=_id,
+        metavar="ID",
+        help="who called back [the employee of an employee token; none for other tokens]",
+    )
+    _command(
+        areas,
+        "board",
+        workspace.board,
+        "the supervisor board once: active calls, employees' states, today's figures",
+        common,
     )
 
 

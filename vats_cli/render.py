@@ -151,6 +151,10 @@ class Output:
         else:
             self._write(text)
 
+    def write_line(self, text: str) -> None:
+        """One line as it is (JSON lines that are neither a table nor a response)."""
+        self._write(text)
+
     def _write(self, text: str) -> None:
         self._stream.write(text + "\n")
         self._stream.flush()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -18,8 +17,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from core.app.seed import load_seed
 from vats_lifetime import launcher
-from vats_lifetime.launcher import DEMO_SEED
+from vats_lifetime.launcher import DEMO_SEED_WITH_CALLS
 from vats_settings import table as t
 
 # How often the launcher looks at its children while waiting.
@@ -36,7 +36,7 @@ class SetupError(Exception):
 def run_environment(base: Mapping[str, str]) -> dict[str, str]:
     """The children's environment: the caller's, with the demo defaults where unset."""
     env = dict(base)
-    env.setdefault("VATS_SEED", str(DEMO_SEED))
+    env.setdefault("VATS_SEED", str(DEMO_SEED_WITH_CALLS))
     if not env.get("VATS_SERVICE_TOKEN"):
         env["VATS_SERVICE_TOKEN"] = seed_service_token(env["VATS_SEED"])
     return launcher.stack_environment(env)
@@ -48,7 +48,7 @@ def seed_service_token(path: str) -> str:
     if not path:
         raise SetupError(f"VATS_SEED is empty, so no seed names the gateway's token; {advice}")
     try:
-        seed = json.loads(Path(path).read_text(encoding="utf-8"))
+        seed = load_seed(Path(path))
     except OSError as error:
         raise SetupError(
             f"cannot read the seed {path} ({error.strerror or error}) to find the gateway's "
@@ -213,7 +213,7 @@ def _read_seed(path: str) -> dict[str, Any]:
     if not path:
         return {}
     try:
-        seed = json.loads(Path(path).read_text(encoding="utf-8"))
+        seed = load_seed(Path(path))
     except (OSError, ValueError):
         return {}
     return seed if isinstance(seed, dict) else {}

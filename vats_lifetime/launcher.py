@@ -29,6 +29,8 @@ from vats_settings import table as t
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEMO_SEED = PROJECT_DIR / "seed" / "demo.json"
+# What `make run` starts with: the demo directory plus a few finished calls to look at.
+DEMO_SEED_WITH_CALLS = PROJECT_DIR / "seed" / "demo-with-calls.json"
 STOP_GRACE_SECONDS = 10.0
 # How long one readiness probe may take.
 PROBE_SECONDS = 1.0

@@ -3,9 +3,13 @@ meaning. The README's configuration table is checked against it."""
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 from vats_settings import (
+    Setting,
     address,
     choice,
+    define,
     integer,
     matching,
     networks,
@@ -67,6 +71,26 @@ DEFAULT_REGION = matching(
     "[A-Za-z]{2}",
     "a two-letter region code such as RU",
     "region of phone numbers without a country code",
+)
+
+
+def _time_zone(raw: str) -> str:
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(raw) from None
+    return raw
+
+
+TIMEZONE = define(
+    Setting(
+        "VATS_TIMEZONE",
+        "Europe/Moscow",
+        'the time zone of the board\'s "today"',
+        "an IANA time zone such as Europe/Moscow",
+        _time_zone,
+        "Europe/Moscow",
+    )
 )
 
 # Timing

@@ -60,9 +60,12 @@ DIRECTION: Final = WireNames(call_pb2.Direction)
 FORMAT: Final = WireNames(call_pb2.Recording.Format)
 CARD_EVENT: Final = WireNames(call_service_pb2.CallCardEvent.Type)
 ROLE: Final = WireNames(directory_service_pb2.Role)
+CALLBACK_STATE: Final = WireNames(call_service_pb2.Callback.State)
+CALLBACK_RESOLUTION: Final = WireNames(call_service_pb2.Callback.Resolution)
+EMPLOYEE_STATE: Final = WireNames(call_service_pb2.EmployeeState.State)
 
-# The contract's rule (see Call.State in call.proto): a call in these states is active and
-# its card shown; every other state is final. core/domain.py holds the same rule, pinned
-# to this one by tests/test_vocabulary.py.
+# The active-status rule is core/domain.py's ACTIVE_STATUSES (see also Call.State in
+# call.proto): a call in these states is active and its card shown. The gateway and its pages
+# may not import core, so they read this copy, which tests/test_vocabulary.py pins to the rule.
 _ACTIVE_STATES = (call_pb2.Call.STATE_RINGING, call_pb2.Call.STATE_IN_PROGRESS)
 ACTIVE_STATUSES: Final = tuple(name for name in STATUS if STATUS.number(name) in _ACTIVE_STATES)

@@ -1,11 +1,14 @@
 """Core's use cases, by area, over the storage port: call commands, queries,
-the card/event log, channel and directory administration, tokens, the seed."""
+the card/event log, channel and directory administration, tokens, the audit log, the seed."""
 
 from __future__ import annotations
 
 import dataclasses
 
 from core.app.admin import ChannelAdmin, DirectoryAdmin
+from core.app.audit import AuditTrail
+from core.app.board import BoardDesk
+from core.app.callbacks import CallbackDesk
 from core.app.calls import CallCommands
 from core.app.cardlog import CardLog
 from core.app.queries import CallQueries
@@ -22,11 +25,17 @@ class UseCases:
     channels: ChannelAdmin
     directory: DirectoryAdmin
     tokens: TokenDesk
+    audit: AuditTrail
+    callbacks: CallbackDesk
+    board: BoardDesk
 
 
 __all__ = [
+    "AuditTrail",
+    "BoardDesk",
     "CallCommands",
     "CallQueries",
+    "CallbackDesk",
     "CardLog",
     "ChannelAdmin",
     "DirectoryAdmin",

@@ -11,7 +11,8 @@ from datetime import datetime
 
 from core import domain
 from core.app import units
-from core.auth import new_secret, secret_hash
+from core.app.audit import Action, note, record
+from core.auth import Principal, new_secret, secret_hash
 from core.domain import Employee
 from core.errors import ContactInUse, InvalidRequest, NotFound
 from core.model import CallQuery, Channel, Contact, Department, Group, utc_now
@@ -70,7 +71,13 @@ class ChannelAdmin:
         return units.read(self.store, lambda uow: resolve_channel(uow, ref))
 
     def create(
-        self, name: str, department_id: int, key: str | None = None, channel_id: int = 0
+        self,
+        name: str,
+        department_id: int,
+        key: str | None = None,
+        channel_id: int = 0,
+        *,
+        actor: Principal | None = None,
     ) -> tuple[Channel, str]:
         """A new channel and its key (random unless given); `channel_id` keeps a seeded id."""
         errors = {}
@@ -97,6 +104,15 @@ class ChannelAdmin:
                 created_at=self.clock(),
             )
             uow.channels.add(channel)
+            note(
+                uow,
+                actor,
+                Action.CHANNEL_CREATED,
+                channel.created_at,
+                channel.channel_id,
+                name=channel.name,
+                department_id=department_id,
+            )
             return channel
 
         return units.write(self.store, work), key
@@ -114,6 +130,7 @@ class ChannelAdmin:
         name: str | None = None,
         department_id: int | None = None,
         enabled: bool | None = None,
+        actor: Principal | None = None,
     ) -> Channel:
         if name is not None and not name.strip():
             raise InvalidRequest.of({"name": "must not be empty"})
@@ -131,11 +148,21 @@ class ChannelAdmin:
             if enabled is not None:
                 channel.enabled = enabled
             uow.channels.save(channel)
+            note(
+                uow,
+                actor,
+                Action.CHANNEL_UPDATED,
+                self.clock(),
+                channel_id,
+                name=channel.name if name is not None else None,
+                department_id=department_id,
+                enabled=enabled,
+            )
             return channel
 
         return units.write(self.store, work)
 
-    def rotate_key(self, channel_id: int) -> tuple[Channel, str]:
+    def rotate_key(self, channel_id: int, *, actor: Principal | None = None) -> tuple[Channel, str]:
         """A new key; the old one stops working at once."""
         key = new_secret()
 
@@ -143,11 +170,19 @@ class ChannelAdmin:
             channel = _channel(uow, channel_id)
             channel.key_hash = secret_hash(key)
             uow.channels.save(channel)
+            note(uow, actor, Action.CHANNEL_KEY_ROTATED, self.clock(), channel_id)
             return channel
 
         return units.write(self.store, work), key
 
-    def map_pbx_user(self, channel_id: int, pbx_user_id: str, employee_id: int) -> Channel:
+    def map_pbx_user(
+        self,
+        channel_id: int,
+        pbx_user_id: str,
+        employee_id: int,
+        *,
+        actor: Principal | None = None,
+    ) -> Channel:
         pbx_user_id = _check_pbx_user_id(pbx_user_id)
 
         def work(uow: UnitOfWork) -> Channel:
@@ -156,17 +191,38 @@ class ChannelAdmin:
             channel = _channel(uow, channel_id)
             channel.pbx_users[pbx_user_id] = employee_id
             uow.channels.save(channel)
+            note(
+                uow,
+                actor,
+                Action.PBX_USER_MAPPED,
+                self.clock(),
+                channel_id,
+                pbx_user_id=pbx_user_id,
+                employee_id=employee_id,
+            )
             return channel
 
         return units.write(self.store, work)
 
-    def unmap_pbx_user(self, channel_id: int, pbx_user_id: str) -> Channel:
+    def unmap_pbx_user(
+        self, channel_id: int, pbx_user_id: str, *, actor: Principal | None = None
+    ) -> Channel:
         pbx_user_id = _check_pbx_user_id(pbx_user_id)
 
         def work(uow: UnitOfWork) -> Channel:
             channel = _channel(uow, channel_id)
-            if channel.pbx_users.pop(pbx_user_id, None) is not None:
+            employee_id = channel.pbx_users.pop(pbx_user_id, None)
+            if employee_id is not None:
                 uow.channels.save(channel)
+            note(
+                uow,
+                actor,
+                Action.PBX_USER_UNMAPPED,
+                self.clock(),
+                channel_id,
+                pbx_user_id=pbx_user_id,
+                employee_id=employee_id,
+            )
             return channel
 
         return units.write(self.store, work)
@@ -188,19 +244,50 @@ class DirectoryAdmin:
         self.region = region
         self.clock = clock
 
-    def upsert_department(self, department_id: int, name: str) -> Department:
+    def upsert_department(
+        self, department_id: int, name: str, *, actor: Principal | None = None
+    ) -> Department:
         _require_id_and_name(department_id, name, "department_id")
         department = Department(department_id, name.strip())
-        units.write(self.store, lambda uow: uow.departments.save(department))
+
+        def work(uow: UnitOfWork) -> None:
+            uow.departments.save(department)
+            note(
+                uow,
+                actor,
+                Action.DEPARTMENT_UPSERTED,
+                self.clock(),
+                department_id,
+                name=department.name,
+            )
+
+        units.write(self.store, work)
         return department
 
-    def upsert_employee(self, employee_id: int, name: str, telephony: bool) -> Employee:
+    def upsert_employee(
+        self, employee_id: int, name: str, telephony: bool, *, actor: Principal | None = None
+    ) -> Employee:
         _require_id_and_name(employee_id, name, "employee_id")
         employee = Employee(employee_id, name.strip(), telephony)
-        units.write(self.store, lambda uow: uow.employees.save(employee))
+
+        def work(uow: UnitOfWork) -> None:
+            uow.employees.save(employee)
+            note(
+                uow,
+                actor,
+                Action.EMPLOYEE_UPSERTED,
+                self.clock(),
+                employee_id,
+                name=employee.name,
+                telephony=telephony,
+            )
+
+        units.write(self.store, work)
         return employee
 
-    def upsert_group(self, group_id: int, name: str, members: Iterable[int]) -> Group:
+    def upsert_group(
+        self, group_id: int, name: str, members: Iterable[int], *, actor: Principal | None = None
+    ) -> Group:
         _require_id_and_name(group_id, name, "group_id")
         group = Group(group_id, name.strip(), tuple(dict.fromkeys(members)))
 
@@ -212,6 +299,15 @@ class DirectoryAdmin:
                     {"members": "unknown employees: " + ", ".join(map(str, unknown))}
                 )
             uow.groups.save(group)
+            note(
+                uow,
+                actor,
+                Action.GROUP_UPSERTED,
+                self.clock(),
+                group_id,
+                name=group.name,
+                members=group.members,
+            )
             return group
 
         return units.write(self.store, work)
@@ -225,7 +321,7 @@ class DirectoryAdmin:
     def list_groups(self) -> list[Group]:
         return units.read(self.store, lambda uow: uow.groups.list())
 
-    def upsert_contact(self, phone: str, name: str) -> Contact:
+    def upsert_contact(self, phone: str, name: str, *, actor: Principal | None = None) -> Contact:
         """Name the contact of a phone number: the one its calls are linked to,
         found however the number is spelt, or a new one."""
         phone, name = phone.strip(), name.strip()
@@ -247,24 +343,28 @@ class DirectoryAdmin:
             elif contact.name != name:
                 contact.name = name
                 uow.contacts.save(contact)
+            note(uow, actor, Action.CONTACT_UPSERTED, self.clock(), contact.contact_id, name=name)
             return contact
 
         return units.write(self.store, work)
 
-    def list_contacts(self, page_size: int, page_token: str) -> tuple[list[Contact], str]:
+    def list_contacts(
+        self, page_size: int, page_token: str, *, actor: Principal | None = None
+    ) -> tuple[list[Contact], str]:
         """A page of contacts by id, named or not, and the token of the next page
-        ("" after the last)."""
+        ("" after the last); with an `actor`, the read is audited before it is returned."""
         if page_size < 0:
             raise InvalidRequest.of({"page_size": "must not be negative"})
         size = min(page_size or DEFAULT_CONTACTS_PAGE_SIZE, MAX_CONTACTS_PAGE_SIZE)
         after = _decode_contacts_token(page_token) if page_token else 0
         contacts = units.read(self.store, lambda uow: uow.contacts.list(after, size + 1))
+        record(self.store, actor, Action.CONTACTS_LISTED, self.clock(), count=len(contacts[:size]))
         if len(contacts) <= size:
             return contacts, ""
         contacts = contacts[:size]
         return contacts, _encode_contacts_token(contacts[-1].contact_id)
 
-    def remove_contact(self, contact_id: int) -> None:
+    def remove_contact(self, contact_id: int, *, actor: Principal | None = None) -> None:
         """Forget a contact no call is linked to; one with calls is refused
         (ContactInUse): their tickets show it, so it may only be renamed."""
         if contact_id <= 0:
@@ -281,6 +381,7 @@ class DirectoryAdmin:
                     "upsert it with another name instead"
                 )
             uow.contacts.remove(contact_id)
+            note(uow, actor, Action.CONTACT_REMOVED, self.clock(), contact_id)
 
         units.write(self.store, work)
 

@@ -15,6 +15,7 @@ from typing import Protocol
 from core import domain
 from core.app import units
 from core.app.admin import ChannelRef, resolve_channel
+from core.app.callbacks import follow_call
 from core.app.cardlog import record_event
 from core.domain import Call, CreateCall, UpdateCall
 from core.errors import IdempotencyConflict, InvalidRequest, NotFound
@@ -169,6 +170,7 @@ class CallCommands:
         call.contact_id = contact.contact_id
         uow.calls.add(call)
         uow.tickets.add(ticket)
+        follow_call(uow, call, None, None)
         recordings = []
         if recording is not None:
             recording.call_id = call.call_id
@@ -226,6 +228,7 @@ class CallCommands:
             now=self.clock(),
         )
         uow.calls.save(call)
+        follow_call(uow, call, before.call.status, before.call.answered_at)
         ticket = copy.deepcopy(before.ticket)
         if bind_to is not None:
             ticket.executor_id = bind_to

@@ -8,7 +8,6 @@ from datetime import datetime
 
 from core import domain
 from core.app import units
-from core.domain import Status
 from core.model import CallView, PublishedEvent, utc_now
 from core.storage.port import Store, UnitOfWork
 
@@ -74,8 +73,8 @@ class CardLog:
             self.store,
             lambda uow: [
                 c.call_id
-                for status in (Status.RINGING, Status.IN_PROGRESS)
-                for c in uow.calls.stale(status, now - policy.deadline(status))
+                for status, updated_before in policy.stale_before(now).items()
+                for c in uow.calls.stale(status, updated_before)
             ],
         )
         return sum(self._expire(call_id, policy, now) for call_id in stale)

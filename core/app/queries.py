@@ -8,10 +8,11 @@ import json
 from datetime import UTC, datetime
 
 from core import domain
-from core.app import units
+from core.app import audit, units
+from core.app.audit import Action
 from core.auth import Principal
 from core.errors import InvalidRequest, NotFound, PermissionDenied
-from core.model import Call, CallQuery, CallView, PageCursor
+from core.model import Call, CallQuery, CallView, PageCursor, utc_now
 from core.storage.port import Store, UnitOfWork
 
 MAX_PAGE_SIZE = 500
@@ -72,7 +73,10 @@ class CallQueries:
                 next_token = _encode_page_token(calls[-1])
             return [units.view_of(uow, c) for c in calls], next_token
 
-        return units.read(self.store, work)
+        page = units.read(self.store, work)
+        details = {**audit.filters_of(filters), "count": len(page[0])}
+        audit.record(self.store, principal, Action.CALLS_LISTED, utc_now(), **details)
+        return page
 
 
 def _sees(principal: Principal, call: Call) -> bool:

@@ -9,15 +9,19 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 from core import errors
+from core.app.audit import Action
 from core.auth import Principal, Role
-from core.events import CallUpdate, CardUpdate, EventStreams
+from core.board_stream import BoardFeed
+from core.events import CallUpdate, EventStreams
 from core.model import CallView, Recording
 from core.recordings import LinkSigner
 from core.recordings.library import RecordingLibrary, Upload
-from core.rpc import decode, encode
+from core.rpc import decode, encode, workspace
+from core.rpc.card_streams import CardStreams
 from core.rpc.handler import (
     READERS,
     SERVICE,
+    SUPERVISORS,
     Context,
     Handler,
     StorageRunner,
@@ -27,7 +31,6 @@ from core.rpc.handler import (
 from core.rpc.status import abort
 from telephony.v1 import call_pb2, call_service_pb2_grpc
 from telephony.v1 import call_service_pb2 as pb
-from vocabulary import CARD_EVENT
 
 T = TypeVar("T")
 
@@ -53,15 +56,18 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
         library: RecordingLibrary,
         signer: LinkSigner,
         blob_runner: StorageRunner,
+        board_feed: BoardFeed,
     ) -> None:
         self.h = handler
         self.app = handler.app
         self.streams = streams
+        self.cards = CardStreams(handler, streams)
         self.library = library
         self.signer = signer
         # Recording bytes move on their own threads, so that an upload never
         # queues the storage thread behind it.
         self.blobs = blob_runner
+        self.board_feed = board_feed
 
     def _call(self, view: CallView) -> call_pb2.Call:
         return encode.call_message(view, self.h.links)
@@ -116,32 +122,28 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
             ),
         )
 
+    # The card streams yield encoded messages (core.rpc.card_streams.add_call_service).
     async def WatchCallCards(
         self, request: pb.WatchCallCardsRequest, context: Context
-    ) -> AsyncIterator[pb.CallCardEvent]:
-        principal = await self.h.principal(context, READERS)
-        employee_id = await checked(context, lambda: decode.card_owner(principal, request))
-        async for event in watch(
-            context,
-            self.streams.hub,
-            principal,
-            lambda subscription: self.streams.cards(employee_id, request.after_seq, subscription),
-            self._card_event,
-        ):
-            yield event
+    ) -> AsyncIterator[bytes]:
+        async for data in self.cards.watch(request, context):
+            yield data
 
-    def _card_event(self, update: CardUpdate) -> pb.CallCardEvent:
-        event = pb.CallCardEvent(
-            seq=update.seq, type=CARD_EVENT.number(update.change), reason=update.reason
-        )
-        if update.view is not None:
-            event.card.CopyFrom(encode.card_message(update.view, self.h.links))
-        return event
+    async def OpenCardStream(
+        self, request: pb.OpenCardStreamRequest, context: Context
+    ) -> pb.OpenCardStreamResponse:
+        return await self.cards.open(request, context)
+
+    async def WatchCardFeed(
+        self, request: pb.WatchCardFeedRequest, context: Context
+    ) -> AsyncIterator[bytes]:
+        async for data in self.cards.feed(request, context):
+            yield data
 
     async def WatchCalls(
         self, request: pb.WatchCallsRequest, context: Context
     ) -> AsyncIterator[pb.CallEvent]:
-        principal = await self.h.principal(context, SERVICE)
+        principal = await self.h.principal(context, (*SERVICE, *SUPERVISORS))
         await checked(context, lambda: decode.after_seq(request.after_seq))
         async for event in watch(
             context,
@@ -235,6 +237,14 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
             # An employee downloads only recordings of calls they can see.
             self.app.queries.get_call(principal, recording.call_id or 0)
         self.library.check_range(recording, request.offset, request.length)
+        self.app.audit.record(
+            principal,
+            Action.RECORDING_DOWNLOADED,
+            recording.recording_id,
+            call_id=recording.call_id,
+            offset=request.offset or None,
+            length=request.length or None,
+        )
         return recording
 
     async def DownloadRecord(
@@ -255,3 +265,54 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
                 yield pb.DownloadRecordResponse(chunk=chunk)
         finally:
             await self.blobs.run(reader.close)
+
+    # --- the helpdesk's workspace ------------------------------------------------------------
+
+    async def ListCallbacks(
+        self, request: pb.ListCallbacksRequest, context: Context
+    ) -> pb.ListCallbacksResponse:
+        return await self.h.unary(
+            context,
+            READERS,
+            lambda principal: self.app.callbacks.list(
+                principal, workspace.callback_query(request), request.page_size, request.page_token
+            ),
+            lambda page: pb.ListCallbacksResponse(
+                callbacks=[workspace.callback_message(v) for v in page.callbacks],
+                next_page_token=page.next_page_token,
+                open_count=page.open_count,
+            ),
+        )
+
+    async def MarkCalledBack(
+        self, request: pb.MarkCalledBackRequest, context: Context
+    ) -> pb.MarkCalledBackResponse:
+        return await self.h.unary(
+            context,
+            READERS,
+            lambda principal: self.app.callbacks.mark_called_back(
+                principal, request.callback_id, workspace.employee_id(request.employee_id)
+            ),
+            lambda view: pb.MarkCalledBackResponse(callback=workspace.callback_message(view)),
+        )
+
+    async def GetBoard(self, request: pb.GetBoardRequest, context: Context) -> pb.GetBoardResponse:
+        return await self.h.unary(
+            context,
+            SUPERVISORS,
+            lambda _: self.app.board.snapshot(),
+            lambda board: pb.GetBoardResponse(board=workspace.board_message(board)),
+        )
+
+    async def WatchBoard(
+        self, request: pb.WatchBoardRequest, context: Context
+    ) -> AsyncIterator[pb.WatchBoardResponse]:
+        principal = await self.h.principal(context, SUPERVISORS)
+        async for event in watch(
+            context,
+            self.streams.hub,
+            principal,
+            self.board_feed.watch,
+            lambda board: pb.WatchBoardResponse(board=workspace.board_message(board)),
+        ):
+            yield event

@@ -19,8 +19,8 @@ class ChannelServicer(channel_service_pb2_grpc.ChannelServiceServicer):
         return await self.h.unary(
             context,
             ADMIN,
-            lambda _: self.channels.create(
-                request.name, request.department_id, request.key or None
+            lambda principal: self.channels.create(
+                request.name, request.department_id, request.key or None, actor=principal
             ),
             lambda keyed: pb.CreateChannelResponse(
                 channel=encode.channel_message(keyed[0]),
@@ -57,8 +57,9 @@ class ChannelServicer(channel_service_pb2_grpc.ChannelServiceServicer):
         return await self.h.unary(
             context,
             ADMIN,
-            lambda _: self.channels.update(
+            lambda principal: self.channels.update(
                 request.channel_id,
+                actor=principal,
                 name=request.name if request.HasField("name") else None,
                 department_id=(
                     request.department_id if request.HasField("department_id") else None
@@ -74,7 +75,7 @@ class ChannelServicer(channel_service_pb2_grpc.ChannelServiceServicer):
         return await self.h.unary(
             context,
             ADMIN,
-            lambda _: self.channels.rotate_key(request.channel_id),
+            lambda principal: self.channels.rotate_key(request.channel_id, actor=principal),
             lambda keyed: pb.RotateChannelKeyResponse(
                 channel=encode.channel_message(keyed[0]),
                 key=keyed[1],
@@ -88,8 +89,8 @@ class ChannelServicer(channel_service_pb2_grpc.ChannelServiceServicer):
         return await self.h.unary(
             context,
             ADMIN,
-            lambda _: self.channels.map_pbx_user(
-                request.channel_id, request.pbx_user_id, request.employee_id
+            lambda principal: self.channels.map_pbx_user(
+                request.channel_id, request.pbx_user_id, request.employee_id, actor=principal
             ),
             lambda channel: pb.MapPbxUserResponse(channel=encode.channel_message(channel)),
         )
@@ -100,6 +101,8 @@ class ChannelServicer(channel_service_pb2_grpc.ChannelServiceServicer):
         return await self.h.unary(
             context,
             ADMIN,
-            lambda _: self.channels.unmap_pbx_user(request.channel_id, request.pbx_user_id),
+            lambda principal: self.channels.unmap_pbx_user(
+                request.channel_id, request.pbx_user_id, actor=principal
+            ),
             lambda channel: pb.UnmapPbxUserResponse(channel=encode.channel_message(channel)),
         )

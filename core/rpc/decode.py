@@ -63,7 +63,7 @@ def direction(value: int) -> domain.Direction | None:
 def role(value: int) -> Role:
     found = role_from_proto(value)
     if found is None:
-        raise errors.InvalidRequest.of({"role": "admin, service or employee"})
+        raise errors.InvalidRequest.of({"role": ", ".join(ROLE.names)})
     return found
 
 

@@ -1,8 +1,12 @@
-"""DirectoryService: departments, employees, groups, phone contacts and tokens."""
+"""DirectoryService: departments, employees, groups, phone contacts, tokens, stream
+tickets and the audit log."""
 
 from __future__ import annotations
 
-from core.rpc import decode, encode
+from collections.abc import AsyncIterator
+
+from core.auth import Role
+from core.rpc import audit, decode, encode
 from core.rpc.handler import ADMIN, Context, Handler
 from telephony.v1 import directory_service_pb2 as pb
 from telephony.v1 import directory_service_pb2_grpc
@@ -13,6 +17,7 @@ class DirectoryServicer(directory_service_pb2_grpc.DirectoryServiceServicer):
         self.h = handler
         self.directory = handler.app.directory
         self.tokens = handler.app.tokens
+        self.audit = handler.app.audit
 
     async def UpsertDepartment(
         self, request: pb.UpsertDepartmentRequest, context: Context
@@ -21,7 +26,9 @@ class DirectoryServicer(directory_service_pb2_grpc.DirectoryServiceServicer):
         return await self.h.unary(
             context,
             ADMIN,
-            lambda _: self.directory.upsert_department(d.department_id, d.name),
+            lambda principal: self.directory.upsert_department(
+                d.department_id, d.name, actor=principal
+            ),
             lambda department: pb.UpsertDepartmentResponse(
                 department=encode.department_message(department)
             ),
@@ -46,7 +53,9 @@ class DirectoryServicer(directory_service_pb2_grpc.DirectoryServiceServicer):
         return await self.h.unary(
             context,
             ADMIN,
-            lambda _: self.directory.upsert_employee(e.employee_id, e.name, e.telephony),
+            lambda principal: self.directory.upsert_employee(
+                e.employee_id, e.name, e.telephony, actor=principal
+            ),
             lambda employee: pb.UpsertEmployeeResponse(employee=encode.employee_message(employee)),
         )
 
@@ -69,7 +78,9 @@ class DirectoryServicer(directory_service_pb2_grpc.DirectoryServiceServicer):
         return await self.h.unary(
             context,
             ADMIN,
-            lambda _: self.directory.upsert_group(g.group_id, g.name, g.member_employee_ids),
+            lambda principal: self.directory.upsert_group(
+                g.group_id, g.name, g.member_employee_ids, actor=principal
+            ),
             lambda group: pb.UpsertGroupResponse(group=encode.group_message(group)),
         )
 
@@ -89,7 +100,9 @@ class DirectoryServicer(directory_service_pb2_grpc.DirectoryServiceServicer):
         return await self.h.unary(
             context,
             ADMIN,
-            lambda _: self.directory.upsert_contact(request.phone, request.name),
+            lambda principal: self.directory.upsert_contact(
+                request.phone, request.name, actor=principal
+            ),
             lambda contact: pb.UpsertContactResponse(contact=encode.contact_message(contact)),
         )
 
@@ -99,7 +112,9 @@ class DirectoryServicer(directory_service_pb2_grpc.DirectoryServiceServicer):
         return await self.h.unary(
             context,
             ADMIN,
-            lambda _: self.directory.list_contacts(request.page_size, request.page_token),
+            lambda principal: self.directory.list_contacts(
+                request.page_size, request.page_token, actor=principal
+            ),
             lambda page: pb.ListContactsResponse(
                 contacts=[encode.contact_message(c) for c in page[0]], next_page_token=page[1]
             ),
@@ -111,7 +126,7 @@ class DirectoryServicer(directory_service_pb2_grpc.DirectoryServiceServicer):
         return await self.h.unary(
             context,
             ADMIN,
-            lambda _: self.directory.remove_contact(request.contact_id),
+            lambda principal: self.directory.remove_contact(request.contact_id, actor=principal),
             lambda _: pb.RemoveContactResponse(),
         )
 
@@ -121,8 +136,12 @@ class DirectoryServicer(directory_service_pb2_grpc.DirectoryServiceServicer):
         return await self.h.unary(
             context,
             ADMIN,
-            lambda _: self.tokens.issue(
-                decode.role(request.role), request.employee_id or None, request.description
+            lambda principal: self.tokens.issue(
+                decode.role(request.role),
+                request.employee_id or None,
+                request.description,
+                ttl=audit.ttl(request),
+                actor=principal,
             ),
             lambda issued: pb.IssueTokenResponse(
                 token=encode.token_message(issued[0]), secret=issued[1]
@@ -135,7 +154,7 @@ class DirectoryServicer(directory_service_pb2_grpc.DirectoryServiceServicer):
         return await self.h.unary(
             context,
             ADMIN,
-            lambda _: self.tokens.revoke(request.token_id),
+            lambda principal: self.tokens.revoke(request.token_id, actor=principal),
             lambda _: pb.RevokeTokenResponse(),
         )
 
@@ -148,3 +167,38 @@ class DirectoryServicer(directory_service_pb2_grpc.DirectoryServiceServicer):
             lambda _: self.tokens.list_active(),
             lambda found: pb.ListTokensResponse(tokens=[encode.token_message(t) for t in found]),
         )
+
+    async def IssueStreamTicket(
+        self, request: pb.IssueStreamTicketRequest, context: Context
+    ) -> pb.IssueStreamTicketResponse:
+        return await self.h.unary(
+            context, tuple(Role), self.tokens.issue_ticket, audit.ticket_response
+        )
+
+    async def ListAuditEntries(
+        self, request: pb.ListAuditEntriesRequest, context: Context
+    ) -> pb.ListAuditEntriesResponse:
+        return await self.h.unary(
+            context,
+            ADMIN,
+            lambda principal: self.audit.list_entries(
+                principal,
+                audit.audit_filter(request.filter),
+                request.page_size,
+                request.page_token,
+            ),
+            lambda page: pb.ListAuditEntriesResponse(
+                entries=[audit.entry_message(e) for e in page[0]], next_page_token=page[1]
+            ),
+        )
+
+    async def ExportAuditEntries(
+        self, request: pb.ExportAuditEntriesRequest, context: Context
+    ) -> AsyncIterator[pb.ExportAuditEntriesResponse]:
+        batches = await self.h.call(
+            context,
+            ADMIN,
+            lambda principal: self.audit.export(principal, audit.audit_filter(request.filter)),
+        )
+        while batch := await self.h.runner.run(next, batches, None):
+            yield pb.ExportAuditEntriesResponse(entries=[audit.entry_message(e) for e in batch])

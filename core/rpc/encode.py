@@ -78,6 +78,8 @@ def call_message(view: CallView, links: LinkMaker | None = None) -> call_pb2.Cal
         direction=direction_of(call.direction),
         phone=call.phone,
         phone_e164=call.phone_e164,
+        phone_display=domain.phone_display(call.phone, call.phone_e164),
+        user_name=view.user_name,
         state=state_of(call.status),
         audience_employee_ids=list(call.audience),
         status_history=[
@@ -126,6 +128,7 @@ def card_message(view: CallView, links: LinkMaker | None = None) -> call_pb2.Cal
         channel_name=card.channel_name,
         direction=direction_of(card.direction),
         phone=card.phone,
+        phone_display=domain.phone_display(card.phone, view.call.phone_e164),
         contact_name=card.contact_name,
         state=state_of(card.status),
         user_name=card.user_name,
@@ -158,6 +161,7 @@ def token_message(token: Token) -> directory_service_pb2.Token:
         employee_id=token.employee_id or 0,
         description=token.description,
         create_time=timestamp(token.created_at),
+        expire_time=timestamp(token.expires_at),
     )
 
 

@@ -18,7 +18,7 @@ import grpc
 
 from core import errors
 from core.app import UseCases
-from core.auth import Principal, Role
+from core.auth import Credentials, Principal, Role, credentials_of
 from core.events import EventHub, Subscription
 from core.rpc.encode import LinkMaker
 from core.rpc.status import abort
@@ -32,16 +32,29 @@ Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 # Who may call: admins always may, so ADMIN names no further role.
 ADMIN: tuple[Role, ...] = ()
 SERVICE: tuple[Role, ...] = (Role.SERVICE,)
-READERS: tuple[Role, ...] = (Role.SERVICE, Role.EMPLOYEE)
+# Supervisors read everything a service or an employee reads, and change nothing of it.
+READERS: tuple[Role, ...] = (Role.SERVICE, Role.EMPLOYEE, Role.SUPERVISOR)
+SUPERVISORS: tuple[Role, ...] = (Role.SUPERVISOR,)
 
 
-def bearer_token(context: Context) -> str | None:
-    for key, value in context.invocation_metadata() or ():
-        if key == "authorization" and isinstance(value, str):
-            scheme, _, token = value.partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-    return None
+# Where the gateway says its client's request came from; the audit log records it.
+CLIENT_ADDRESS = "x-client-address"
+
+
+def caller(context: Context) -> tuple[Credentials | None, str]:
+    """The caller's credentials (`authorization: Bearer <token>` or `Ticket <ticket>`)
+    and address: the gRPC peer's, preceded by the client's as a gateway forwards it.
+    Core cannot tell a gateway from any other caller, so a forwarded address is never
+    recorded without the peer that claimed it."""
+    metadata = {
+        key: value
+        for key, value in context.invocation_metadata() or ()
+        if key in ("authorization", CLIENT_ADDRESS) and isinstance(value, str)
+    }
+    peer = context.peer() or ""
+    forwarded = metadata.get(CLIENT_ADDRESS, "").strip()[:200]
+    address = f"{forwarded} via {peer}" if forwarded and peer else forwarded or peer
+    return credentials_of(metadata.get("authorization")), address
 
 
 class StorageRunner:
@@ -75,10 +88,16 @@ class Handler:
         self.links = links
 
     async def call(
-        self, context: Context, roles: tuple[Role, ...], work: Callable[[Principal], T]
+        self,
+        context: Context,
+        roles: tuple[Role, ...],
+        work: Callable[[Principal], T],
+        *,
+        stream: bool = False,
     ) -> T:
-        """Run `work` for the authenticated caller on the storage runner."""
-        token = bearer_token(context)
+        """Run `work` for the authenticated caller on the storage runner; a stream
+        ticket is accepted (and used up) only for opening a live `stream`."""
+        credentials, address = caller(context)
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
 
@@ -89,7 +108,7 @@ class Handler:
                 raise _Abandoned
             if self.runner.test_delay:
                 time.sleep(self.runner.test_delay)
-            principal = self.app.tokens.authenticate(token)
+            principal = self.app.tokens.identify(credentials, stream=stream, address=address)
             principal.require(*roles)
             return work(principal)
 
@@ -114,7 +133,8 @@ class Handler:
         return await self.call(context, roles, lambda principal: reply(work(principal)))
 
     async def principal(self, context: Context, roles: tuple[Role, ...]) -> Principal:
-        return await self.call(context, roles, lambda p: p)
+        """The caller of a live stream: by bearer token or stream ticket."""
+        return await self.call(context, roles, lambda p: p, stream=True)
 
 
 async def checked(context: Context, check: Callable[[], T]) -> T:
@@ -145,4 +165,4 @@ async def watch(
     finally:
         hub.unsubscribe(subscription)
     if subscription.revoked:
-        await abort(context, errors.Unauthenticated("the token was revoked"))
+        await abort(context, errors.Unauthenticated("the token was revoked or has expired"))

@@ -6,12 +6,16 @@ subdocument) and read it back with `decode_*`. Every payload carries its
 version `v`; a reader takes any version up to PAYLOAD_VERSION, fills fields an
 older writer did not know with their defaults and ignores fields it does not
 know itself, so adding a field never breaks reading what was stored before.
+
+The codec of each record a view holds (call, ticket, contact, recording) is
+also MongoDB's for its own collections: written with `time=as_date`, times stay
+dates that queries can compare, where JSON has ISO 8601 text.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,23 +25,37 @@ from core.model import CallView, Comment, Contact, Recording, Reply, Ticket
 PAYLOAD_VERSION = 1
 
 Json = dict[str, Any]
+# How a record's times are written: ISO 8601 text (JSON) or the datetime itself (BSON).
+TimeWriter = Callable[[datetime], Any]
 
 
 class PayloadError(ValueError):
     """A stored payload that this version cannot read."""
 
 
-def _time(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat(timespec="milliseconds")
+def as_text(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def as_date(value: datetime) -> datetime:
+    return value
+
+
+def utc(value: datetime) -> datetime:
+    """A stored time in UTC; a naive one (BSON dates come back so) was written in UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _optional(time: TimeWriter, value: datetime | None) -> Any:
+    return None if value is None else time(value)
 
 
 def _parse_time(value: Any) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    parsed = datetime.fromisoformat(str(value))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return utc(value)
+    return utc(datetime.fromisoformat(str(value)))
 
 
 def _required_time(value: Any) -> datetime:
@@ -62,23 +80,23 @@ def _known(cls: type, fields: Mapping[str, Any]) -> dict[str, Any]:
 # --- call ----------------------------------------------------------------------------
 
 
-def encode_call(call: Call) -> Json:
+def encode_call(call: Call, time: TimeWriter = as_text) -> Json:
     return {
         "call_id": call.call_id,
         "channel_id": call.channel_id,
         "direction": call.direction.value,
         "phone": call.phone,
         "status": call.status.value,
-        "created_at": _time(call.created_at),
-        "updated_at": _time(call.updated_at),
+        "created_at": time(call.created_at),
+        "updated_at": time(call.updated_at),
         "pbx_call_id": call.pbx_call_id,
         "user_id": call.user_id,
         "pbx_user_id": call.pbx_user_id,
         "audience": list(call.audience),
         "viewers": list(call.viewers),
-        "history": [{"status": h.status.value, "at": _time(h.at)} for h in call.history],
-        "answered_at": _time(call.answered_at),
-        "ended_at": _time(call.ended_at),
+        "history": [{"status": h.status.value, "at": time(h.at)} for h in call.history],
+        "answered_at": _optional(time, call.answered_at),
+        "ended_at": _optional(time, call.ended_at),
         "expired": call.expired,
         "version": call.version,
         "ticket_id": call.ticket_id,
@@ -111,16 +129,16 @@ def decode_call(data: Mapping[str, Any]) -> Call:
 # --- the rest of a view ----------------------------------------------------------------
 
 
-def encode_ticket(ticket: Ticket) -> Json:
+def encode_ticket(ticket: Ticket, time: TimeWriter = as_text) -> Json:
     return {
         "ticket_id": ticket.ticket_id,
         "call_id": ticket.call_id,
         "channel_id": ticket.channel_id,
         "department_id": ticket.department_id,
-        "created_at": _time(ticket.created_at),
+        "created_at": time(ticket.created_at),
         "executor_id": ticket.executor_id,
         "contact_id": ticket.contact_id,
-        "comments": [encode_comment(c) for c in ticket.comments],
+        "comments": [encode_comment(c, time) for c in ticket.comments],
     }
 
 
@@ -133,8 +151,8 @@ def decode_ticket(data: Mapping[str, Any]) -> Ticket:
     return Ticket(**fields)
 
 
-def encode_comment(comment: Comment) -> Json:
-    return {"text": comment.text, "at": _time(comment.at), "author": comment.author}
+def encode_comment(comment: Comment, time: TimeWriter = as_text) -> Json:
+    return {"text": comment.text, "at": time(comment.at), "author": comment.author}
 
 
 def decode_comment(data: Mapping[str, Any]) -> Comment:
@@ -143,12 +161,12 @@ def decode_comment(data: Mapping[str, Any]) -> Comment:
     return Comment(**fields)
 
 
-def encode_contact(contact: Contact) -> Json:
+def encode_contact(contact: Contact, time: TimeWriter = as_text) -> Json:
     return {
         "contact_id": contact.contact_id,
         "key": contact.key,
         "phone_e164": contact.phone_e164,
-        "created_at": _time(contact.created_at),
+        "created_at": time(contact.created_at),
         "name": contact.name,
     }
 
@@ -159,7 +177,7 @@ def decode_contact(data: Mapping[str, Any]) -> Contact:
     return Contact(**fields)
 
 
-def encode_recording(recording: Recording) -> Json:
+def encode_recording(recording: Recording, time: TimeWriter = as_text) -> Json:
     return {
         "recording_id": recording.recording_id,
         "channel_id": recording.channel_id,
@@ -167,7 +185,7 @@ def encode_recording(recording: Recording) -> Json:
         "content_type": recording.content_type,
         "size": recording.size,
         "sha256": recording.sha256,
-        "created_at": _time(recording.created_at),
+        "created_at": time(recording.created_at),
         "duration_seconds": recording.duration_seconds,
         "file_name": recording.file_name,
         "call_id": recording.call_id,

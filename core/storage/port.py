@@ -31,9 +31,13 @@ from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
 
-from core.domain import CardEvent, Status
+from core.domain import Callback, CallFacts, CardEvent, Status
 from core.model import (
+    AuditEntry,
+    AuditQuery,
     Call,
+    CallbackCursor,
+    CallbackQuery,
     CallQuery,
     CallView,
     Channel,
@@ -45,6 +49,7 @@ from core.model import (
     PageCursor,
     PublishedEvent,
     Recording,
+    StreamTicket,
     Ticket,
     Token,
 )
@@ -180,7 +185,37 @@ class TokenRepository(Protocol):
     def by_secret_hash(self, secret_hash: str) -> Token | None: ...
 
     def list_active(self) -> list[Token]:
-        """Tokens not revoked, oldest first."""
+        """Tokens not revoked, oldest first (expired ones too)."""
+
+    def get_many(self, token_ids: Iterable[str]) -> dict[str, Token]:
+        """The known ones of `token_ids`, by id; unknown ids are absent."""
+
+
+class StreamTicketRepository(Protocol):
+    def add(self, ticket: StreamTicket) -> None:
+        """StorageConflict when the hash is taken."""
+
+    def take(self, ticket_hash: str) -> StreamTicket | None:
+        """The ticket, removed at commit: of two units that take the same ticket,
+        the second to commit gets StorageConflict (and, run again, None)."""
+
+    def remove_expired(self, now: datetime) -> int:
+        """Drop tickets that expired at or before `now`; returns how many."""
+
+
+class AuditLog(Protocol):
+    """Append-only: entries are added, read and never changed or removed."""
+
+    def next_id(self) -> int: ...
+
+    def add(self, entry: AuditEntry) -> None: ...
+
+    def newest(self, query: AuditQuery, before: int | None, limit: int) -> list[AuditEntry]:
+        """Up to `limit` entries matching `query`, newest first (by entry id), with an
+        id below `before` (all when None). Indexed on every filter."""
+
+    def oldest(self, query: AuditQuery, after: int, limit: int) -> list[AuditEntry]:
+        """Up to `limit` entries matching `query`, oldest first, with an id above `after`."""
 
 
 class IdempotencyRepository(Protocol):
@@ -239,6 +274,44 @@ class RecordingRepository(Protocol):
         """Every stored recording's id (start-up reconciliation with the blobs)."""
 
 
+class CallbackRepository(Protocol):
+    """Missed callbacks (core.domain.Callback): at most one open per (channel, phone key)."""
+
+    def next_id(self) -> int: ...
+
+    def add(self, callback: Callback) -> None:
+        """A new callback; StorageConflict when one is open for its channel and phone key."""
+
+    def save(self, callback: Callback) -> None:
+        """Store a changed callback read at `callback.version`: the stored version, and
+        `callback.version` at once, become one more. StorageConflict (here or at commit) when
+        someone saved it since it was read."""
+
+    def get(self, callback_id: int) -> Callback | None: ...
+
+    def open_for(self, channel_id: int, phone_key: str) -> Callback | None:
+        """The callback open for the phone key on the channel."""
+
+    def page(
+        self, query: CallbackQuery, after: CallbackCursor | None, limit: int
+    ) -> list[Callback]:
+        """Up to `limit` callbacks matching `query` in its order (see CallbackQuery), starting
+        after `after`. Indexed on every filter."""
+
+    def count_open(self, channel_id: int | None = None, employee_id: int | None = None) -> int:
+        """How many callbacks are open (on the channel, seen by the employee)."""
+
+
+class CallFactsRepository(Protocol):
+    """What the day's figures read of the calls (core.domain.CallFacts)."""
+
+    def created_between(self, start: datetime, end: datetime) -> list[CallFacts]:
+        """Calls created in [start, end), by creation time."""
+
+    def ended_between(self, start: datetime, end: datetime) -> list[CallFacts]:
+        """Calls that ended in [start, end) after being answered, by end time."""
+
+
 class UnitOfWork(Protocol):
     calls: CallRepository
     tickets: TicketRepository
@@ -251,6 +324,10 @@ class UnitOfWork(Protocol):
     idempotency: IdempotencyRepository
     events: EventLog
     recordings: RecordingRepository
+    stream_tickets: StreamTicketRepository
+    audit: AuditLog
+    callbacks: CallbackRepository
+    call_facts: CallFactsRepository
 
     def __enter__(self) -> Self: ...
 
@@ -295,8 +372,8 @@ class Store(Protocol):
     def set_event_sink(self, sink: EventSink | None) -> None: ...
 
     def remove_expired(self, now: datetime) -> int:
-        """Drop idempotency records and events past retention (where the database
-        has no TTL of its own); returns how many."""
+        """Drop idempotency records, events and stream tickets past retention (where
+        the database has no TTL of its own); returns how many."""
 
     def ping(self) -> None:
         """Raise when the database cannot be reached."""

@@ -14,6 +14,9 @@ import mongomock
 import pytest
 
 from core.app import (
+    AuditTrail,
+    BoardDesk,
+    CallbackDesk,
     CallCommands,
     CallQueries,
     CardLog,
@@ -97,7 +100,7 @@ class FaultyStore:
         fault, self.fault = self.fault, None
         if fault is None:
             return unit
-        return _FaultyUnit(unit, *fault)  # type: ignore[return-value]
+        return _FaultyUnit(unit, *fault)
 
 
 def _sqlite(tmp_path: Path) -> Store:
@@ -127,6 +130,9 @@ def use_cases(store: Any) -> UseCases:
         channels=ChannelAdmin(store),
         directory=DirectoryAdmin(store),
         tokens=TokenDesk(store),
+        audit=AuditTrail(store),
+        callbacks=CallbackDesk(store),
+        board=BoardDesk(store, "Europe/Moscow"),
     )
     apply_seed(app, json.loads(SEED.read_text(encoding="utf-8")))
     return app
@@ -176,8 +182,8 @@ def test_create_call_failing_at_any_write_leaves_nothing(
     store: FaultyStore, repository: str, method: str
 ) -> None:
     app = use_cases(store)
-    recording_id = add_recording(store)  # type: ignore[arg-type]
-    before = snapshot(store)  # type: ignore[arg-type]
+    recording_id = add_recording(store)
+    before = snapshot(store)
     command = CreateCall(
         direction=Direction.INCOMING,
         phone=NEW_PHONE,
@@ -189,7 +195,7 @@ def test_create_call_failing_at_any_write_leaves_nothing(
     store.fault = (repository, method)
     with pytest.raises(InjectedFault):
         app.calls.create_call(DEMO, command, idempotency_key="key-1")
-    after = snapshot(store)  # type: ignore[arg-type]
+    after = snapshot(store)
     # The request failed: its recording is removed, as for any failed request.
     assert after["recordings"] == {}
     del before["recordings"], after["recordings"]

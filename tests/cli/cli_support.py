@@ -3,7 +3,7 @@ subprocess, and calls reported the way the gateway reports them."""
 
 from __future__ import annotations
 
-import io
+import contextlib
 import json
 import os
 import queue
@@ -13,14 +13,15 @@ import subprocess
 import sys
 import threading
 import time
-import wave
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent import futures
 from pathlib import Path
 from typing import IO, Any
 
 import grpc
 
 from telephony.v1 import call_pb2, call_service_pb2, call_service_pb2_grpc
+from tests.recordings.recording_samples import pcm_wav
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEMO_SEED = PROJECT_DIR / "seed" / "demo.json"
@@ -242,13 +243,7 @@ class Pbx:
 
 def wav_bytes(seconds: float = 1.0, rate: int = 8000) -> bytes:
     """A silent mono WAV recording."""
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(b"\x00\x00" * int(rate * seconds))
-    return buffer.getvalue()
+    return pcm_wav(seconds, rate, pattern=b"\x00\x00")
 
 
 def only_line(text: str) -> str:
@@ -266,3 +261,21 @@ def fields_of(text: str) -> Mapping[str, str]:
         if sep and name and not name.startswith(" "):
             result[name.strip()] = value.strip()
     return result
+
+
+@contextlib.contextmanager
+def channel_service_stand_in(list_channels: Callable[[Any, Any], bytes]) -> Iterator[str]:
+    """A gRPC server whose ChannelService answers ListChannels with `list_channels`, for
+    how `vats` meets a core that is slow or silent: yields its address."""
+    handler = grpc.method_handlers_generic_handler(
+        "telephony.v1.ChannelService",
+        {"ListChannels": grpc.unary_unary_rpc_method_handler(list_channels)},
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(grace=None)

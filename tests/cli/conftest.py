@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from cli_support import PUBLIC_URL, Pbx, Vats
 
+from tests.cli.cli_support import PUBLIC_URL, Pbx, Vats
 from tests.conftest import LiveStack
 
 

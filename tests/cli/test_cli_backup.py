@@ -11,9 +11,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cli_support import PROJECT_DIR, PYTHON, Pbx, clean_environ
 
 from telephony.v1 import call_pb2, call_service_pb2, call_service_pb2_grpc
+from tests.cli.cli_support import PROJECT_DIR, PYTHON, Pbx, clean_environ
 from tests.conftest import LiveStack, bearer
 
 # Enough writes that the backup runs while some are being committed.

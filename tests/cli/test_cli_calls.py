@@ -6,9 +6,8 @@ import json
 import re
 import uuid
 
-from cli_support import SERVICE_TOKEN, Pbx, Vats, fields_of, only_line
-
 from telephony.v1 import call_pb2
+from tests.cli.cli_support import SERVICE_TOKEN, Pbx, Vats, fields_of, only_line
 
 
 def _unique_phone() -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from cli_support import PUBLIC_URL, Vats, fields_of
+from tests.cli.cli_support import PUBLIC_URL, Vats, fields_of
 
 
 def _demo_channel_id(vats: Vats) -> int:

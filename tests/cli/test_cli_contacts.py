@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from cli_support import SERVICE_TOKEN, Pbx, Vats, only_line
-
 from telephony.v1 import call_pb2
+from tests.cli.cli_support import SERVICE_TOKEN, Pbx, Vats, only_line
 
 
 def _by_phone(contacts: list[dict[str, Any]], phone: str) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from cli_support import Vats, fields_of, only_line
+from tests.cli.cli_support import Vats, fields_of, only_line
 
 
 def _by_id(items: list[dict[str, Any]], key: str, value: int | str) -> dict[str, Any]:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from concurrent import futures
 from typing import Any
 
-import grpc
 import pytest
-from cli_support import Vats, free_port, only_line
 
+from tests.cli.cli_support import Vats, channel_service_stand_in, free_port, only_line
 from vats_cli.main import main
 
 LEAF_COMMANDS = [
@@ -47,18 +45,8 @@ def slow_core() -> Iterator[str]:
         time.sleep(2)
         return b""
 
-    handler = grpc.method_handlers_generic_handler(
-        "telephony.v1.ChannelService",
-        {"ListChannels": grpc.unary_unary_rpc_method_handler(list_channels)},
-    )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.stop(grace=None)
+    with channel_service_stand_in(list_channels) as address:
+        yield address
 
 
 def test_unknown_channel_fails_with_one_line(vats: Vats) -> None:

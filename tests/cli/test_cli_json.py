@@ -9,9 +9,8 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from cli_support import Pbx, Vats, wav_bytes
-
 from telephony.v1 import call_pb2
+from tests.cli.cli_support import Pbx, Vats, wav_bytes
 
 PROTO_ENUM_NAME = re.compile(r"(STATE|DIRECTION|TYPE|ROLE|FORMAT)_[A-Z0-9_]+")
 

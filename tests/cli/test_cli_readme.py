@@ -10,8 +10,8 @@ import re
 import shlex
 
 import pytest
-from cli_support import PROJECT_DIR
 
+from tests.cli.cli_support import PROJECT_DIR
 from vats_cli.main import build_parser
 
 README = (PROJECT_DIR / "README.md").read_text(encoding="utf-8")

@@ -8,12 +8,11 @@ import signal
 import threading
 import uuid
 from collections.abc import Iterator
-from concurrent import futures
 from typing import Any
 
-import grpc
 import pytest
-from cli_support import Pbx, Vats
+
+from tests.cli.cli_support import Pbx, Vats, channel_service_stand_in
 
 # Long enough to tell a command that stopped from one that hangs on.
 STOP_WITHIN = 20.0
@@ -31,19 +30,11 @@ def silent_core() -> Iterator[tuple[str, threading.Event]]:
         released.wait(60)
         return b""
 
-    handler = grpc.method_handlers_generic_handler(
-        "telephony.v1.ChannelService",
-        {"ListChannels": grpc.unary_unary_rpc_method_handler(list_channels)},
-    )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield f"127.0.0.1:{port}", asked
-    finally:
-        released.set()
-        server.stop(grace=None)
+    with channel_service_stand_in(list_channels) as address:
+        try:
+            yield address, asked
+        finally:
+            released.set()
 
 
 def _watching(vats: Vats, pbx: Pbx, sigint_ignored: bool) -> Any:

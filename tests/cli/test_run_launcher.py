@@ -9,12 +9,13 @@ import re
 import shlex
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
 import pytest
-from cli_support import (
+
+from tests.cli.cli_support import (
     DEMO_SEED,
     PROJECT_DIR,
     PYTHON,
@@ -24,7 +25,6 @@ from cli_support import (
     process_is_gone,
     stop_process,
 )
-
 from vats_cli.run import SetupError, run_environment
 
 pytestmark = pytest.mark.e2e
@@ -101,10 +101,10 @@ def launched(tmp_path: Path) -> Iterator[Launched]:
         yield running
 
 
-def write_seed(path: Path, tokens: list[dict[str, object]]) -> Path:
+def write_seed(path: Path, tokens: Sequence[Mapping[str, object]]) -> Path:
     """The demo seed with other tokens and another channel key."""
     seed = json.loads(DEMO_SEED.read_text(encoding="utf-8"))
-    seed["tokens"] = tokens
+    seed["tokens"] = list(tokens)
     seed["channels"][0]["key"] = "own-channel-key"
     path.write_text(json.dumps(seed), encoding="utf-8")
     return path

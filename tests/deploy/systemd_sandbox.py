@@ -148,14 +148,32 @@ def _refuse(number: int) -> int:
 def apply(unit: Path) -> str:
     """Loads the unit's filters into this process; says what it applied."""
     service = read_unit(unit).get("Service", [])
+    settings = dict(service)
+    allowed = _allowed_system_calls(service)
     filters = _Filters()
     applied = []
-    error = errno.EPERM
+    if settings.get("MemoryDenyWriteExecute") == "yes":
+        _deny_write_execute(filters)
+        applied.append("MemoryDenyWriteExecute")
+    if "RestrictAddressFamilies" in settings:
+        _restrict_address_families(filters, settings["RestrictAddressFamilies"])
+        applied.append("RestrictAddressFamilies")
+    # Last: the allow list refuses seccomp() itself, as systemd orders it too.
+    if allowed is not None:
+        error = getattr(errno, settings.get("SystemCallErrorNumber", "EPERM"))
+        ctx = filters.new(_refuse(error))
+        for name in sorted(allowed):
+            filters.rule(ctx, _ACT_ALLOW, name)
+        filters.load(ctx)
+        applied.append(f"SystemCallFilter ({len(allowed)} names allowed)")
+    return ", ".join(applied)
+
+
+def _allowed_system_calls(service: list[tuple[str, str]]) -> set[str] | None:
+    """The SystemCallFilter= lines in order: an allow list plus @default, less each ~list."""
     allowed: set[str] | None = None
     groups = syscall_groups()
     for key, value in service:
-        if key == "SystemCallErrorNumber":
-            error = getattr(errno, value)
         if key != "SystemCallFilter":
             continue
         deny = value.startswith("~")
@@ -168,41 +186,30 @@ def apply(unit: Path) -> str:
             allowed -= names
         else:
             allowed |= names
-    settings = dict(service)
+    return allowed
 
-    if settings.get("MemoryDenyWriteExecute") == "yes":
-        ctx = filters.new(_ACT_ALLOW)
-        refuse = _refuse(errno.EPERM)
-        write_exec = _PROT_WRITE | _PROT_EXEC
-        for name in ("mmap", "mmap2"):
-            filters.rule(ctx, refuse, name, _ArgCmp(2, _CMP_MASKED_EQ, write_exec, write_exec))
-        for name in ("mprotect", "pkey_mprotect"):
-            filters.rule(ctx, refuse, name, _ArgCmp(2, _CMP_MASKED_EQ, _PROT_EXEC, _PROT_EXEC))
-        filters.rule(ctx, refuse, "shmat", _ArgCmp(2, _CMP_MASKED_EQ, _SHM_EXEC, _SHM_EXEC))
-        filters.load(ctx)
-        applied.append("MemoryDenyWriteExecute")
 
-    if "RestrictAddressFamilies" in settings:
-        families = {
-            int(getattr(socket, name)) for name in settings["RestrictAddressFamilies"].split()
-        }
-        ctx = filters.new(_ACT_ALLOW)
-        refuse = _refuse(errno.EAFNOSUPPORT)
-        for family in range(_FAMILIES_CHECKED):
-            if family not in families:
-                filters.rule(ctx, refuse, "socket", _ArgCmp(0, _CMP_EQ, family, 0))
-        filters.rule(ctx, refuse, "socket", _ArgCmp(0, _CMP_GE, _FAMILIES_CHECKED, 0))
-        filters.load(ctx)
-        applied.append("RestrictAddressFamilies")
+def _deny_write_execute(filters: _Filters) -> None:
+    ctx = filters.new(_ACT_ALLOW)
+    refuse = _refuse(errno.EPERM)
+    write_exec = _PROT_WRITE | _PROT_EXEC
+    for name in ("mmap", "mmap2"):
+        filters.rule(ctx, refuse, name, _ArgCmp(2, _CMP_MASKED_EQ, write_exec, write_exec))
+    for name in ("mprotect", "pkey_mprotect"):
+        filters.rule(ctx, refuse, name, _ArgCmp(2, _CMP_MASKED_EQ, _PROT_EXEC, _PROT_EXEC))
+    filters.rule(ctx, refuse, "shmat", _ArgCmp(2, _CMP_MASKED_EQ, _SHM_EXEC, _SHM_EXEC))
+    filters.load(ctx)
 
-    # Last: the allow list refuses seccomp() itself, as systemd orders it too.
-    if allowed is not None:
-        ctx = filters.new(_refuse(error))
-        for name in sorted(allowed):
-            filters.rule(ctx, _ACT_ALLOW, name)
-        filters.load(ctx)
-        applied.append(f"SystemCallFilter ({len(allowed)} names allowed)")
-    return ", ".join(applied)
+
+def _restrict_address_families(filters: _Filters, listed: str) -> None:
+    families = {int(getattr(socket, name)) for name in listed.split()}
+    ctx = filters.new(_ACT_ALLOW)
+    refuse = _refuse(errno.EAFNOSUPPORT)
+    for family in range(_FAMILIES_CHECKED):
+        if family not in families:
+            filters.rule(ctx, refuse, "socket", _ArgCmp(0, _CMP_EQ, family, 0))
+    filters.rule(ctx, refuse, "socket", _ArgCmp(0, _CMP_GE, _FAMILIES_CHECKED, 0))
+    filters.load(ctx)
 
 
 def main(argv: list[str]) -> None:

@@ -409,6 +409,19 @@ def test_final_calls_never_expire() -> None:
     assert not ExpiryPolicy().is_expired(open_call(Status.ANSWERED), T0 + timedelta(days=9))
 
 
+@pytest.mark.parametrize("status", [Status.RINGING, Status.IN_PROGRESS])
+def test_storage_is_asked_for_exactly_the_calls_the_rule_expires(status: Status) -> None:
+    policy = ExpiryPolicy()
+    now = T0 + timedelta(days=1)
+    cutoffs = policy.stale_before(now)
+    assert set(cutoffs) == domain.ACTIVE_STATUSES
+    call = open_call(status)
+    call.updated_at = cutoffs[status]
+    assert policy.is_expired(call, now)
+    call.updated_at = cutoffs[status] + timedelta(milliseconds=1)
+    assert not policy.is_expired(call, now)
+
+
 def test_an_update_after_expiry_shows_the_card_again() -> None:
     call = open_call(user_ids=(1, 2))
     call.expire()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import grpc
 import pytest
 
@@ -38,7 +40,7 @@ def calls(channel: grpc.aio.Channel) -> call_service_pb2_grpc.CallServiceStub:
     return call_service_pb2_grpc.CallServiceStub(channel)
 
 
-async def create_with_key(calls, key: str) -> call_pb2.Call:
+async def create_with_key(calls: call_service_pb2_grpc.CallServiceStub, key: str) -> call_pb2.Call:
     reply = await calls.CreateCall(
         call_service_pb2.CreateCallRequest(
             channel=call_service_pb2.ChannelRef(channel_key=key),
@@ -50,13 +52,16 @@ async def create_with_key(calls, key: str) -> call_pb2.Call:
     return reply.call
 
 
-async def code_of(awaitable) -> grpc.StatusCode:
+async def code_of(awaitable: Awaitable[object]) -> grpc.StatusCode:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await awaitable
     return caught.value.code()
 
 
-async def test_create_channel_returns_key_and_url(channels, calls) -> None:
+async def test_create_channel_returns_key_and_url(
+    channels: channel_service_pb2_grpc.ChannelServiceStub,
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     reply = await channels.CreateChannel(
         ch.CreateChannelRequest(name="+7 812 111-11-11", department_id=2), metadata=ADMIN
     )
@@ -68,7 +73,7 @@ async def test_create_channel_returns_key_and_url(channels, calls) -> None:
     assert call.ticket.department_id == 2
 
 
-async def test_channel_validation(channels) -> None:
+async def test_channel_validation(channels: channel_service_pb2_grpc.ChannelServiceStub) -> None:
     code = await code_of(channels.CreateChannel(ch.CreateChannelRequest(name=""), metadata=ADMIN))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     code = await code_of(
@@ -77,7 +82,9 @@ async def test_channel_validation(channels) -> None:
     assert code == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_get_list_and_update_channel(channels) -> None:
+async def test_get_list_and_update_channel(
+    channels: channel_service_pb2_grpc.ChannelServiceStub,
+) -> None:
     got = await channels.GetChannel(ch.GetChannelRequest(channel_id=1), metadata=ADMIN)
     assert got.channel.name == "+7 495 000-00-00"
     assert dict(got.channel.pbx_users) == {"101": 1, "102": 2, "103": 3}
@@ -92,7 +99,10 @@ async def test_get_list_and_update_channel(channels) -> None:
     assert code == grpc.StatusCode.NOT_FOUND
 
 
-async def test_disabled_channel_is_not_found(channels, calls) -> None:
+async def test_disabled_channel_is_not_found(
+    channels: channel_service_pb2_grpc.ChannelServiceStub,
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     await channels.UpdateChannel(
         ch.UpdateChannelRequest(channel_id=1, enabled=False), metadata=ADMIN
     )
@@ -103,7 +113,10 @@ async def test_disabled_channel_is_not_found(channels, calls) -> None:
     await create_with_key(calls, "demo-channel-key")
 
 
-async def test_rotated_key_stops_the_old_one_at_once(channels, calls) -> None:
+async def test_rotated_key_stops_the_old_one_at_once(
+    channels: channel_service_pb2_grpc.ChannelServiceStub,
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     rotated = await channels.RotateChannelKey(
         ch.RotateChannelKeyRequest(channel_id=1), metadata=ADMIN
     )
@@ -112,7 +125,9 @@ async def test_rotated_key_stops_the_old_one_at_once(channels, calls) -> None:
     assert call.channel_id == 1
 
 
-async def test_map_and_unmap_pbx_user(channels) -> None:
+async def test_map_and_unmap_pbx_user(
+    channels: channel_service_pb2_grpc.ChannelServiceStub,
+) -> None:
     mapped = await channels.MapPbxUser(
         ch.MapPbxUserRequest(channel_id=1, pbx_user_id="200", employee_id=3), metadata=ADMIN
     )
@@ -135,7 +150,9 @@ async def test_map_and_unmap_pbx_user(channels) -> None:
     assert code == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_pbx_user_ids_may_be_any_sip_user_name(channels) -> None:
+async def test_pbx_user_ids_may_be_any_sip_user_name(
+    channels: channel_service_pb2_grpc.ChannelServiceStub,
+) -> None:
     # SIP user names such as "john.doe" or "$ext" are PBX user ids like any other.
     for pbx_user_id in ("john.doe", "$ext", "a.b.c"):
         mapped = await channels.MapPbxUser(
@@ -147,7 +164,9 @@ async def test_pbx_user_ids_may_be_any_sip_user_name(channels) -> None:
     assert {"john.doe", "$ext", "a.b.c"} <= set(listed.channel.pbx_users)
 
 
-async def test_directory_upserts_and_lists(directory) -> None:
+async def test_directory_upserts_and_lists(
+    directory: directory_service_pb2_grpc.DirectoryServiceStub,
+) -> None:
     await directory.UpsertDepartment(
         dr.UpsertDepartmentRequest(department=dr.Department(department_id=3, name="Billing")),
         metadata=ADMIN,
@@ -175,7 +194,9 @@ async def test_directory_upserts_and_lists(directory) -> None:
     assert len(employees.employees) == 5 and not employees.employees[-1].telephony
 
 
-async def test_group_with_unknown_member_is_refused(directory) -> None:
+async def test_group_with_unknown_member_is_refused(
+    directory: directory_service_pb2_grpc.DirectoryServiceStub,
+) -> None:
     code = await code_of(
         directory.UpsertGroup(
             dr.UpsertGroupRequest(group=dr.Group(group_id=31, name="X", member_employee_ids=[77])),
@@ -185,7 +206,10 @@ async def test_group_with_unknown_member_is_refused(directory) -> None:
     assert code == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_issued_token_works_and_revoked_token_stops_at_once(directory, calls) -> None:
+async def test_issued_token_works_and_revoked_token_stops_at_once(
+    directory: directory_service_pb2_grpc.DirectoryServiceStub,
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     issued = await directory.IssueToken(
         dr.IssueTokenRequest(role=dr.ROLE_SERVICE, description="crm sync"), metadata=ADMIN
     )
@@ -206,7 +230,9 @@ async def test_issued_token_works_and_revoked_token_stops_at_once(directory, cal
     assert code == grpc.StatusCode.NOT_FOUND
 
 
-async def test_employee_token_needs_an_existing_employee(directory) -> None:
+async def test_employee_token_needs_an_existing_employee(
+    directory: directory_service_pb2_grpc.DirectoryServiceStub,
+) -> None:
     code = await code_of(
         directory.IssueToken(
             dr.IssueTokenRequest(role=dr.ROLE_EMPLOYEE, employee_id=99), metadata=ADMIN
@@ -226,7 +252,12 @@ async def test_employee_token_needs_an_existing_employee(directory) -> None:
         (None, grpc.StatusCode.UNAUTHENTICATED),
     ],
 )
-async def test_admin_services_are_for_admins(channels, directory, token, expected) -> None:
+async def test_admin_services_are_for_admins(
+    channels: channel_service_pb2_grpc.ChannelServiceStub,
+    directory: directory_service_pb2_grpc.DirectoryServiceStub,
+    token: str | None,
+    expected: grpc.StatusCode,
+) -> None:
     metadata = bearer(token) if token else None
     assert (
         await code_of(channels.ListChannels(ch.ListChannelsRequest(), metadata=metadata))
@@ -238,12 +269,12 @@ async def test_admin_services_are_for_admins(channels, directory, token, expecte
     )
 
 
-async def test_admin_may_use_call_service(calls) -> None:
+async def test_admin_may_use_call_service(calls: call_service_pb2_grpc.CallServiceStub) -> None:
     listed = await calls.ListCalls(call_service_pb2.ListCallsRequest(), metadata=ADMIN)
     assert list(listed.calls) == []
 
 
-async def test_health_and_reflection_are_served(channel) -> None:
+async def test_health_and_reflection_are_served(channel: grpc.aio.Channel) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 

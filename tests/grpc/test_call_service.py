@@ -46,6 +46,7 @@ async def create(calls: call_service_pb2_grpc.CallServiceStub, **fields: object)
         if isinstance(value, list):
             getattr(request, name).extend(value)
         elif name == "channel":
+            assert isinstance(value, call_service_pb2.ChannelRef)
             request.channel.CopyFrom(value)
         else:
             setattr(request, name, value)
@@ -53,7 +54,9 @@ async def create(calls: call_service_pb2_grpc.CallServiceStub, **fields: object)
     return reply.call
 
 
-async def test_create_call_opens_a_ticket_with_defaults(calls) -> None:
+async def test_create_call_opens_a_ticket_with_defaults(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     call = await create(calls, comment="start")
     assert call.call_id > 0 and call.ticket.ticket_id > 0
     assert call.state == State.STATE_RINGING
@@ -65,27 +68,31 @@ async def test_create_call_opens_a_ticket_with_defaults(calls) -> None:
     assert not call.HasField("user_id")
 
 
-async def test_ids_increase(calls) -> None:
+async def test_ids_increase(calls: call_service_pb2_grpc.CallServiceStub) -> None:
     first = await create(calls)
     second = await create(calls)
     assert second.call_id > first.call_id
     assert second.ticket.ticket_id > first.ticket.ticket_id
 
 
-async def test_single_employee_is_assigned(calls) -> None:
+async def test_single_employee_is_assigned(calls: call_service_pb2_grpc.CallServiceStub) -> None:
     call = await create(calls, user_ids=[2])
     assert call.user_id == 2
     assert call.ticket.executor_employee_id == 2
     assert list(call.audience_employee_ids) == [2]
 
 
-async def test_pbx_users_are_mapped_through_the_channel(calls) -> None:
+async def test_pbx_users_are_mapped_through_the_channel(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     call = await create(calls, pbx_user_ids=["101", "999"])
     assert list(call.audience_employee_ids) == [1]
     assert call.user_id == 1
 
 
-async def test_same_phone_in_other_forms_is_one_contact(calls) -> None:
+async def test_same_phone_in_other_forms_is_one_contact(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     a = await create(calls, phone="8 (495) 123-45-67")
     b = await create(calls, phone="74951234567")
     c = await create(calls, phone="+7 495 123 45 67")
@@ -94,7 +101,7 @@ async def test_same_phone_in_other_forms_is_one_contact(calls) -> None:
     assert a.ticket.contact.phone_e164 == "+74951234567"
 
 
-async def test_two_audience_lists_are_refused(calls) -> None:
+async def test_two_audience_lists_are_refused(calls: call_service_pb2_grpc.CallServiceStub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await create(calls, user_ids=[1], group_ids=[10])
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -103,14 +110,16 @@ async def test_two_audience_lists_are_refused(calls) -> None:
     assert set(fields) == {"user_ids", "group_ids"}
 
 
-async def test_missing_required_fields_are_listed(calls) -> None:
+async def test_missing_required_fields_are_listed(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await calls.CreateCall(call_service_pb2.CreateCallRequest(channel=DEMO), metadata=SERVICE)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert set(details(caught.value)[1]) == {"direction", "phone"}
 
 
-async def test_unknown_channel_is_not_found(calls) -> None:
+async def test_unknown_channel_is_not_found(calls: call_service_pb2_grpc.CallServiceStub) -> None:
     request = call_service_pb2.CreateCallRequest(
         channel=call_service_pb2.ChannelRef(channel_key="nope-nope-nope"),
         direction=call_pb2.DIRECTION_INCOMING,
@@ -121,12 +130,16 @@ async def test_unknown_channel_is_not_found(calls) -> None:
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_leading_at_sign_on_the_key_is_the_same_channel(calls) -> None:
+async def test_leading_at_sign_on_the_key_is_the_same_channel(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     call = await create(calls, channel=call_service_pb2.ChannelRef(channel_key="@demo-channel-key"))
     assert call.channel_id == 1
 
 
-async def test_update_moves_status_and_binds_employee(calls) -> None:
+async def test_update_moves_status_and_binds_employee(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     call = await create(calls)
     reply = await calls.UpdateCall(
         call_service_pb2.UpdateCallRequest(
@@ -160,7 +173,7 @@ async def test_update_moves_status_and_binds_employee(calls) -> None:
     )
 
 
-async def test_final_status_is_not_reopened(calls) -> None:
+async def test_final_status_is_not_reopened(calls: call_service_pb2_grpc.CallServiceStub) -> None:
     call = await create(calls)
     await calls.UpdateCall(
         call_service_pb2.UpdateCallRequest(
@@ -189,7 +202,9 @@ async def test_final_status_is_not_reopened(calls) -> None:
     assert [c.text for c in got.ticket.comments] == []
 
 
-async def test_same_final_status_again_keeps_status_and_adds_comment(calls) -> None:
+async def test_same_final_status_again_keeps_status_and_adds_comment(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     call = await create(calls)
     for comment in ("first", "second"):
         await calls.UpdateCall(
@@ -205,7 +220,7 @@ async def test_same_final_status_again_keeps_status_and_adds_comment(calls) -> N
     assert [h.state for h in got.status_history] == [State.STATE_RINGING, State.STATE_BUSY]
 
 
-async def test_update_by_pbx_call_id(calls) -> None:
+async def test_update_by_pbx_call_id(calls: call_service_pb2_grpc.CallServiceStub) -> None:
     call = await create(calls, pbx_call_id="pbx-1")
     reply = await calls.UpdateCall(
         call_service_pb2.UpdateCallRequest(
@@ -217,7 +232,9 @@ async def test_update_by_pbx_call_id(calls) -> None:
     assert reply.call.user_id == 2 and reply.call.pbx_user_id == "102"
 
 
-async def test_unmapped_pbx_user_is_kept_and_binds_nobody(calls) -> None:
+async def test_unmapped_pbx_user_is_kept_and_binds_nobody(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     call = await create(calls)
     reply = await calls.UpdateCall(
         call_service_pb2.UpdateCallRequest(
@@ -229,7 +246,9 @@ async def test_unmapped_pbx_user_is_kept_and_binds_nobody(calls) -> None:
     assert not reply.call.HasField("user_id")
 
 
-async def test_unknown_user_id_is_refused_and_changes_nothing(calls) -> None:
+async def test_unknown_user_id_is_refused_and_changes_nothing(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     call = await create(calls)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await calls.UpdateCall(
@@ -246,7 +265,7 @@ async def test_unknown_user_id_is_refused_and_changes_nothing(calls) -> None:
     assert got.state == State.STATE_RINGING
 
 
-async def test_both_of_a_pair_are_refused(calls) -> None:
+async def test_both_of_a_pair_are_refused(calls: call_service_pb2_grpc.CallServiceStub) -> None:
     call = await create(calls, pbx_call_id="pair")
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await calls.UpdateCall(
@@ -263,7 +282,7 @@ async def test_both_of_a_pair_are_refused(calls) -> None:
     assert set(details(caught.value)[1]) == {"call_id", "pbx_call_id", "user_id", "pbx_user_id"}
 
 
-async def test_unknown_call_is_not_found(calls) -> None:
+async def test_unknown_call_is_not_found(calls: call_service_pb2_grpc.CallServiceStub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await calls.UpdateCall(
             call_service_pb2.UpdateCallRequest(
@@ -274,7 +293,9 @@ async def test_unknown_call_is_not_found(calls) -> None:
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_duplicate_pbx_call_id_returns_the_same_call(calls) -> None:
+async def test_duplicate_pbx_call_id_returns_the_same_call(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     first = await create(calls, pbx_call_id="dup-1")
     again = await calls.CreateCall(
         call_service_pb2.CreateCallRequest(
@@ -291,13 +312,17 @@ async def test_duplicate_pbx_call_id_returns_the_same_call(calls) -> None:
     assert again.call.state == State.STATE_IN_PROGRESS
 
 
-async def test_retried_create_does_not_repeat_its_comment(calls) -> None:
+async def test_retried_create_does_not_repeat_its_comment(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     await create(calls, pbx_call_id="retry-comment", comment="hello")
     again = await create(calls, pbx_call_id="retry-comment", comment="hello")
     assert [c.text for c in again.ticket.comments] == ["hello"]
 
 
-async def test_concurrent_duplicates_make_one_call_and_one_ticket(calls) -> None:
+async def test_concurrent_duplicates_make_one_call_and_one_ticket(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     replies = await asyncio.gather(
         *(
             calls.CreateCall(
@@ -317,7 +342,9 @@ async def test_concurrent_duplicates_make_one_call_and_one_ticket(calls) -> None
     assert sum(r.created for r in replies) == 1
 
 
-async def test_idempotency_key_replays_the_first_reply(calls) -> None:
+async def test_idempotency_key_replays_the_first_reply(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     request = call_service_pb2.CreateCallRequest(
         channel=DEMO, direction=call_pb2.DIRECTION_INCOMING, phone="5", idempotency_key="k-1"
     )
@@ -328,18 +355,24 @@ async def test_idempotency_key_replays_the_first_reply(calls) -> None:
     assert len(listed.calls) == 1
 
 
-async def test_idempotency_key_with_another_request_is_refused(calls) -> None:
-    base = dict(channel=DEMO, direction=call_pb2.DIRECTION_INCOMING, idempotency_key="k-2")
-    await calls.CreateCall(call_service_pb2.CreateCallRequest(phone="6", **base), metadata=SERVICE)
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await calls.CreateCall(
-            call_service_pb2.CreateCallRequest(phone="7", **base), metadata=SERVICE
+async def test_idempotency_key_with_another_request_is_refused(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
+    def request(phone: str) -> call_service_pb2.CreateCallRequest:
+        return call_service_pb2.CreateCallRequest(
+            channel=DEMO, direction=call_pb2.DIRECTION_INCOMING, idempotency_key="k-2", phone=phone
         )
+
+    await calls.CreateCall(request("6"), metadata=SERVICE)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await calls.CreateCall(request("7"), metadata=SERVICE)
     assert caught.value.code() == grpc.StatusCode.ABORTED
     assert details(caught.value)[0] == "idempotency_conflict"
 
 
-async def test_failed_request_releases_its_idempotency_key(calls) -> None:
+async def test_failed_request_releases_its_idempotency_key(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     call = await create(calls)
     request = call_service_pb2.UpdateCallRequest(
         channel=DEMO,
@@ -354,13 +387,15 @@ async def test_failed_request_releases_its_idempotency_key(calls) -> None:
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_create_with_final_status_shows_no_card(calls) -> None:
+async def test_create_with_final_status_shows_no_card(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     call = await create(calls, state=State.STATE_MISSED)
     assert call.state == State.STATE_MISSED
     assert call.HasField("end_time")
 
 
-async def test_list_calls_filters_and_pages(calls) -> None:
+async def test_list_calls_filters_and_pages(calls: call_service_pb2_grpc.CallServiceStub) -> None:
     made = [await create(calls, phone="+7 812 000 00 01") for _ in range(5)]
     await create(calls, phone="+7 812 000 00 02", direction=call_pb2.DIRECTION_OUTGOING)
     seen: list[int] = []
@@ -381,7 +416,7 @@ async def test_list_calls_filters_and_pages(calls) -> None:
     assert [c.phone for c in outgoing.calls] == ["+7 812 000 00 02"]
 
 
-async def test_bad_page_token_is_refused(calls) -> None:
+async def test_bad_page_token_is_refused(calls: call_service_pb2_grpc.CallServiceStub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await calls.ListCalls(
             call_service_pb2.ListCallsRequest(page_token="garbage!"), metadata=SERVICE
@@ -390,22 +425,30 @@ async def test_bad_page_token_is_refused(calls) -> None:
 
 
 @pytest.mark.parametrize("metadata", [None, bearer("wrong"), [("authorization", "Basic x")]])
-async def test_calls_need_a_valid_token(calls, metadata) -> None:
+async def test_calls_need_a_valid_token(
+    calls: call_service_pb2_grpc.CallServiceStub, metadata: list[tuple[str, str]] | None
+) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await calls.GetCall(call_service_pb2.GetCallRequest(call_id=1), metadata=metadata)
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
-async def test_employee_token_cannot_create_calls(calls) -> None:
+async def test_employee_token_cannot_create_calls(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await calls.CreateCall(
-            call_service_pb2.CreateCallRequest(channel=DEMO, direction=1, phone="1"),
+            call_service_pb2.CreateCallRequest(
+                channel=DEMO, direction=call_pb2.DIRECTION_INCOMING, phone="1"
+            ),
             metadata=bearer("demo-anna"),
         )
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
-async def test_employee_sees_only_calls_shown_to_them(calls) -> None:
+async def test_employee_sees_only_calls_shown_to_them(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     mine = await create(calls, user_ids=[1])
     theirs = await create(calls, user_ids=[2])
     anna = bearer("demo-anna")
@@ -421,7 +464,9 @@ async def test_employee_sees_only_calls_shown_to_them(calls) -> None:
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
-async def test_a_channel_id_reaches_only_its_own_calls(calls, channel) -> None:
+async def test_a_channel_id_reaches_only_its_own_calls(
+    calls: call_service_pb2_grpc.CallServiceStub, channel: grpc.aio.Channel
+) -> None:
     from telephony.v1 import channel_service_pb2, channel_service_pb2_grpc
 
     admin = channel_service_pb2_grpc.ChannelServiceStub(channel)

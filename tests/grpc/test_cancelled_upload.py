@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import time
-import wave
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,19 +15,14 @@ from core.recordings.library import Upload
 from core.server import Core
 from telephony.v1 import call_service_pb2, call_service_pb2_grpc
 from tests.conftest import bearer
+from tests.recordings.recording_samples import pcm_wav
 
 DEMO = call_service_pb2.ChannelRef(channel_key="demo-channel-key")
 T = TypeVar("T")
 
 
 def wav_bytes(seconds: float, rate: int = 8000) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(b"\x01\x02" * int(rate * seconds))
-    return buffer.getvalue()
+    return pcm_wav(seconds, rate)
 
 
 def recording_files(core: Core) -> list[Path]:

@@ -69,13 +69,17 @@ def violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
     return found
 
 
-async def test_the_seeded_contacts_are_listed_with_their_names(directory) -> None:
+async def test_the_seeded_contacts_are_listed_with_their_names(
+    directory: dr_grpc.DirectoryServiceStub,
+) -> None:
     listed = {c.phone: c.name for c in await list_all(directory)}
 
     assert listed.items() >= SEEDED.items()
 
 
-async def test_upsert_names_a_number_and_the_listing_shows_it(directory) -> None:
+async def test_upsert_names_a_number_and_the_listing_shows_it(
+    directory: dr_grpc.DirectoryServiceStub,
+) -> None:
     contact = await upsert(directory, "+7 812 555-12-34", "  Olga Lebedeva ")
 
     assert contact.contact_id > 0
@@ -84,7 +88,9 @@ async def test_upsert_names_a_number_and_the_listing_shows_it(directory) -> None
     assert contact in await list_all(directory)
 
 
-async def test_spellings_of_one_number_are_one_contact(directory) -> None:
+async def test_spellings_of_one_number_are_one_contact(
+    directory: dr_grpc.DirectoryServiceStub,
+) -> None:
     first = await upsert(directory, "8 (812) 555-12-34", "Olga")
     renamed = await upsert(directory, "+78125551234", "Olga Lebedeva")
     again = await upsert(directory, "7 812 5551234", "Olga L.")
@@ -96,7 +102,7 @@ async def test_spellings_of_one_number_are_one_contact(directory) -> None:
 
 
 async def test_a_call_from_a_named_number_shows_the_name_on_its_ticket_and_card(
-    directory, calls
+    directory: dr_grpc.DirectoryServiceStub, calls: call_service_pb2_grpc.CallServiceStub
 ) -> None:
     contact = await upsert(directory, "+7 812 555-12-34", "Olga Lebedeva")
 
@@ -122,7 +128,7 @@ async def test_a_call_from_a_named_number_shows_the_name_on_its_ticket_and_card(
 
 
 async def test_a_number_that_called_before_is_named_in_its_existing_contact(
-    directory, calls
+    directory: dr_grpc.DirectoryServiceStub, calls: call_service_pb2_grpc.CallServiceStub
 ) -> None:
     call = await create_call(calls, "+7 812 555-77-00")
     assert call.ticket.contact.name == ""
@@ -134,7 +140,9 @@ async def test_a_number_that_called_before_is_named_in_its_existing_contact(
     assert [c.name for c in unnamed_twins] == ["Pavel"]
 
 
-async def test_contacts_are_listed_by_id_a_page_at_a_time(directory) -> None:
+async def test_contacts_are_listed_by_id_a_page_at_a_time(
+    directory: dr_grpc.DirectoryServiceStub,
+) -> None:
     for n in range(5):
         await upsert(directory, f"+7 812 555-00-0{n}", f"Caller {n}")
     everyone = await list_all(directory)
@@ -155,7 +163,7 @@ async def test_contacts_are_listed_by_id_a_page_at_a_time(directory) -> None:
     assert [c for page in pages for c in page] == everyone
 
 
-async def test_a_bad_page_is_refused(directory) -> None:
+async def test_a_bad_page_is_refused(directory: dr_grpc.DirectoryServiceStub) -> None:
     bad_token = await refusal(
         directory.ListContacts(dr.ListContactsRequest(page_token="nonsense!"), metadata=ADMIN)
     )
@@ -168,7 +176,9 @@ async def test_a_bad_page_is_refused(directory) -> None:
     assert "page_size" in violations(negative)
 
 
-async def test_remove_drops_a_contact_and_its_number_may_be_named_again(directory) -> None:
+async def test_remove_drops_a_contact_and_its_number_may_be_named_again(
+    directory: dr_grpc.DirectoryServiceStub,
+) -> None:
     contact = await upsert(directory, "+7 812 555-12-34", "Olga")
 
     removed = await directory.RemoveContact(
@@ -187,7 +197,9 @@ async def test_remove_drops_a_contact_and_its_number_may_be_named_again(director
     assert renamed.contact_id != contact.contact_id
 
 
-async def test_a_contact_linked_to_calls_is_not_removed(directory, calls) -> None:
+async def test_a_contact_linked_to_calls_is_not_removed(
+    directory: dr_grpc.DirectoryServiceStub, calls: call_service_pb2_grpc.CallServiceStub
+) -> None:
     call = await create_call(calls, "+7 812 555-12-34")
     contact_id = call.ticket.contact.contact_id
     await upsert(directory, "+78125551234", "Olga")
@@ -223,7 +235,7 @@ async def test_a_contact_linked_to_calls_is_not_removed(directory, calls) -> Non
     ],
 )
 async def test_a_bad_contact_is_refused_and_changes_nothing(
-    directory, phone: str, name: str, field: str
+    directory: dr_grpc.DirectoryServiceStub, phone: str, name: str, field: str
 ) -> None:
     before = await list_all(directory)
 
@@ -236,7 +248,9 @@ async def test_a_bad_contact_is_refused_and_changes_nothing(
     assert await list_all(directory) == before
 
 
-async def test_removing_an_unknown_or_no_contact_is_refused(directory) -> None:
+async def test_removing_an_unknown_or_no_contact_is_refused(
+    directory: dr_grpc.DirectoryServiceStub,
+) -> None:
     unknown = await refusal(
         directory.RemoveContact(dr.RemoveContactRequest(contact_id=404), metadata=ADMIN)
     )
@@ -247,7 +261,9 @@ async def test_removing_an_unknown_or_no_contact_is_refused(directory) -> None:
 
 
 @pytest.mark.parametrize("token", ["demo-service", "demo-anna"])
-async def test_only_admins_manage_contacts(directory, token: str) -> None:
+async def test_only_admins_manage_contacts(
+    directory: dr_grpc.DirectoryServiceStub, token: str
+) -> None:
     contact = await upsert(directory, "+7 812 555-12-34", "Olga")
     requests = [
         directory.UpsertContact(
@@ -264,7 +280,7 @@ async def test_only_admins_manage_contacts(directory, token: str) -> None:
     assert contact in await list_all(directory)
 
 
-async def test_contacts_need_a_token(directory) -> None:
+async def test_contacts_need_a_token(directory: dr_grpc.DirectoryServiceStub) -> None:
     refused = await refusal(directory.ListContacts(dr.ListContactsRequest()))
 
     assert refused.code() == grpc.StatusCode.UNAUTHENTICATED

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import time
-import wave
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -15,6 +14,7 @@ import pytest
 from core.server import Core
 from telephony.v1 import call_pb2, call_service_pb2, call_service_pb2_grpc
 from tests.conftest import bearer
+from tests.recordings.recording_samples import pcm_wav
 
 FIXTURES = Path(__file__).resolve().parent.parent / "recordings" / "fixtures"
 DEMO = call_service_pb2.ChannelRef(channel_key="demo-channel-key")
@@ -33,13 +33,7 @@ async def stored_recordings(core: Core) -> int:
 
 
 def wav_bytes(seconds: float = 1.0, rate: int = 8000) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(b"\x01\x02" * int(rate * seconds))
-    return buffer.getvalue()
+    return pcm_wav(seconds, rate)
 
 
 @pytest.fixture
@@ -57,13 +51,16 @@ async def messages(
         yield call_service_pb2.UploadRecordRequest(chunk=data[start : start + CHUNK])
 
 
-async def upload(calls, data: bytes) -> call_pb2.Recording:
+async def upload(calls: call_service_pb2_grpc.CallServiceStub, data: bytes) -> call_pb2.Recording:
     reply = await calls.UploadRecord(messages(data), metadata=SERVICE, timeout=10)
     return reply.recording
 
 
 async def download(
-    calls, recording_id: str, metadata=SERVICE, **fields
+    calls: call_service_pb2_grpc.CallServiceStub,
+    recording_id: str,
+    metadata: list[tuple[str, str]] = SERVICE,
+    **fields: Any,
 ) -> tuple[call_pb2.Recording, bytes]:
     stream = calls.DownloadRecord(
         call_service_pb2.DownloadRecordRequest(recording_id=recording_id, **fields),
@@ -73,21 +70,29 @@ async def download(
     return messages_read[0].recording, b"".join(m.chunk for m in messages_read[1:])
 
 
-async def create_with(calls, recording_id: str, **fields) -> call_pb2.Call:
+async def create_with(
+    calls: call_service_pb2_grpc.CallServiceStub,
+    recording_id: str,
+    user_ids: Sequence[int] = (),
+    group_ids: Sequence[int] = (),
+) -> call_pb2.Call:
     reply = await calls.CreateCall(
         call_service_pb2.CreateCallRequest(
             channel=DEMO,
             direction=call_pb2.DIRECTION_INCOMING,
             phone="+74951234567",
             recording_id=recording_id,
-            **fields,
+            user_ids=user_ids,
+            group_ids=group_ids,
         ),
         metadata=SERVICE,
     )
     return reply.call
 
 
-async def test_uploaded_recording_is_attached_and_downloads_identically(calls) -> None:
+async def test_uploaded_recording_is_attached_and_downloads_identically(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     data = wav_bytes(2.0)
     recording = await upload(calls, data)
     assert recording.format == call_pb2.Recording.FORMAT_WAV
@@ -103,7 +108,9 @@ async def test_uploaded_recording_is_attached_and_downloads_identically(calls) -
     assert body == data and meta.content_type == "audio/wav"
 
 
-async def test_range_download_returns_the_exact_slice(calls) -> None:
+async def test_range_download_returns_the_exact_slice(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     data = wav_bytes(3.0)
     recording = await upload(calls, data)
     await create_with(calls, recording.recording_id)
@@ -116,7 +123,9 @@ async def test_range_download_returns_the_exact_slice(calls) -> None:
     assert caught.value.code() == grpc.StatusCode.OUT_OF_RANGE
 
 
-async def test_later_recording_becomes_current_and_earlier_stay_listed(calls) -> None:
+async def test_later_recording_becomes_current_and_earlier_stay_listed(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     first = await upload(calls, wav_bytes(1.0))
     call = await create_with(calls, first.recording_id)
     second = await upload(calls, (FIXTURES / "tone-cbr.mp3").read_bytes())
@@ -141,7 +150,7 @@ async def test_later_recording_becomes_current_and_earlier_stay_listed(calls) ->
     "data", [b"not audio at all, just text" * 100, b"\x89PNG\r\n\x1a\n" + b"\x00" * 5000]
 )
 async def test_unrecognised_content_is_refused_and_nothing_is_stored(
-    calls, core: Core, data: bytes
+    calls: call_service_pb2_grpc.CallServiceStub, core: Core, data: bytes
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await upload(calls, data)
@@ -150,13 +159,15 @@ async def test_unrecognised_content_is_refused_and_nothing_is_stored(
     assert not list((Path(core.config.data_dir) / "recordings").rglob("*.*"))
 
 
-async def test_empty_upload_is_refused(calls) -> None:
+async def test_empty_upload_is_refused(calls: call_service_pb2_grpc.CallServiceStub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await upload(calls, b"")
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_oversize_upload_is_refused(calls, core: Core) -> None:
+async def test_oversize_upload_is_refused(
+    calls: call_service_pb2_grpc.CallServiceStub, core: Core
+) -> None:
     core.library.max_bytes = 100_000
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await upload(calls, wav_bytes(10.0))
@@ -164,7 +175,9 @@ async def test_oversize_upload_is_refused(calls, core: Core) -> None:
     assert await stored_recordings(core) == 0
 
 
-async def test_recording_of_a_failed_request_is_removed(calls, core: Core) -> None:
+async def test_recording_of_a_failed_request_is_removed(
+    calls: call_service_pb2_grpc.CallServiceStub, core: Core
+) -> None:
     recording = await upload(calls, wav_bytes())
     with pytest.raises(grpc.aio.AioRpcError):
         await create_with(calls, recording.recording_id, user_ids=[1], group_ids=[10])
@@ -174,7 +187,9 @@ async def test_recording_of_a_failed_request_is_removed(calls, core: Core) -> No
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_unattached_recordings_are_swept(calls, core: Core) -> None:
+async def test_unattached_recordings_are_swept(
+    calls: call_service_pb2_grpc.CallServiceStub, core: Core
+) -> None:
     from datetime import timedelta
 
     from core.model import utc_now
@@ -186,18 +201,22 @@ async def test_unattached_recordings_are_swept(calls, core: Core) -> None:
     assert await stored_recordings(core) == 0
 
 
-async def test_signed_link_is_checked(calls, core: Core) -> None:
+async def test_signed_link_is_checked(
+    calls: call_service_pb2_grpc.CallServiceStub, core: Core
+) -> None:
     recording = await upload(calls, wav_bytes())
     await create_with(calls, recording.recording_id)
     expires, signature = core.signer.sign(recording.recording_id, time.time())
     _, body = await download(calls, recording.recording_id, expires=expires, signature=signature)
     assert body
-    for bad in [
-        dict(expires=expires, signature=signature[:-2] + "AA"),
-        dict(expires=expires + 1, signature=signature),
+    for bad_expires, bad_signature in [
+        (expires, signature[:-2] + "AA"),
+        (expires + 1, signature),
     ]:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await download(calls, recording.recording_id, **bad)
+            await download(
+                calls, recording.recording_id, expires=bad_expires, signature=bad_signature
+            )
         assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     old_expires, old_signature = core.signer.sign(recording.recording_id, time.time() - 10**6)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -205,7 +224,9 @@ async def test_signed_link_is_checked(calls, core: Core) -> None:
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
-async def test_employee_downloads_only_recordings_of_their_calls(calls) -> None:
+async def test_employee_downloads_only_recordings_of_their_calls(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     mine = await upload(calls, wav_bytes())
     await create_with(calls, mine.recording_id, user_ids=[1])
     theirs = await upload(calls, wav_bytes())
@@ -217,13 +238,15 @@ async def test_employee_downloads_only_recordings_of_their_calls(calls) -> None:
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_unknown_recording_is_not_found(calls) -> None:
+async def test_unknown_recording_is_not_found(calls: call_service_pb2_grpc.CallServiceStub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await download(calls, "0123456789abcdef")
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_recording_of_another_channel_cannot_be_attached(calls, channel) -> None:
+async def test_recording_of_another_channel_cannot_be_attached(
+    calls: call_service_pb2_grpc.CallServiceStub, channel: grpc.aio.Channel
+) -> None:
     from telephony.v1 import channel_service_pb2, channel_service_pb2_grpc
 
     other = await channel_service_pb2_grpc.ChannelServiceStub(channel).CreateChannel(

@@ -30,7 +30,9 @@ async def create(calls: Any, **fields: Any) -> call_pb2.Call:
     return (await calls.CreateCall(request, metadata=SERVICE, timeout=5)).call
 
 
-async def update(calls: Any, call_id: int, state: int, **fields: Any) -> call_pb2.Call:
+async def update(
+    calls: Any, call_id: int, state: call_pb2.Call.State, **fields: Any
+) -> call_pb2.Call:
     request = call_service_pb2.UpdateCallRequest(
         channel=DEMO, call_id=call_id, state=state, **fields
     )
@@ -80,7 +82,7 @@ def watch(calls: Any, token: str, after_seq: int = 0, employee_id: int = 0) -> W
     )
 
 
-async def test_snapshot_then_live_order(calls) -> None:
+async def test_snapshot_then_live_order(calls: call_service_pb2_grpc.CallServiceStub) -> None:
     existing = await create(calls, user_ids=[1, 2])
     anna = watch(calls, "demo-anna")
     events = await anna.wait_for(1)
@@ -101,7 +103,7 @@ async def test_snapshot_then_live_order(calls) -> None:
     anna.cancel()
 
 
-async def test_cards_go_only_to_the_audience(calls) -> None:
+async def test_cards_go_only_to_the_audience(calls: call_service_pb2_grpc.CallServiceStub) -> None:
     anna, boris = watch(calls, "demo-anna"), watch(calls, "demo-boris")
     call = await create(calls, user_ids=[2, 3])
     events = await boris.wait_for(1)
@@ -112,7 +114,9 @@ async def test_cards_go_only_to_the_audience(calls) -> None:
     boris.cancel()
 
 
-async def test_binding_hides_the_card_from_the_others(calls) -> None:
+async def test_binding_hides_the_card_from_the_others(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     call = await create(calls, group_ids=[10])  # Anna and Boris
     anna, boris = watch(calls, "demo-anna"), watch(calls, "demo-boris")
     await anna.wait_for(1)
@@ -127,7 +131,9 @@ async def test_binding_hides_the_card_from_the_others(calls) -> None:
     boris.cancel()
 
 
-async def test_resume_replays_exactly_what_was_missed(calls) -> None:
+async def test_resume_replays_exactly_what_was_missed(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     first = await create(calls, user_ids=[1, 2])
     anna = watch(calls, "demo-anna")
     seen = await anna.wait_for(1)
@@ -150,7 +156,9 @@ async def test_resume_replays_exactly_what_was_missed(calls) -> None:
     resumed.cancel()
 
 
-async def test_resume_from_an_unknown_seq_resets_with_a_snapshot(calls) -> None:
+async def test_resume_from_an_unknown_seq_resets_with_a_snapshot(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     call = await create(calls, user_ids=[1, 2])
     anna = watch(calls, "demo-anna", after_seq=10_000)
     events = await anna.wait_for(2)
@@ -159,7 +167,9 @@ async def test_resume_from_an_unknown_seq_resets_with_a_snapshot(calls) -> None:
     anna.cancel()
 
 
-async def test_resume_past_the_kept_log_resets(calls, core: Core) -> None:
+async def test_resume_past_the_kept_log_resets(
+    calls: call_service_pb2_grpc.CallServiceStub, core: Core
+) -> None:
     made = [await create(calls, user_ids=[1, 2]) for _ in range(3)]
     seqs = [e.seq for e in (await core.runner.run(core.cards.call_events_after, 0))[0] or []]
     assert len(seqs) == 3
@@ -182,7 +192,9 @@ async def test_resume_past_the_kept_log_resets(calls, core: Core) -> None:
     just_in.cancel()
 
 
-async def test_employee_cannot_watch_another_employee(calls) -> None:
+async def test_employee_cannot_watch_another_employee(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     stream = calls.WatchCallCards(
         call_service_pb2.WatchCallCardsRequest(employee_id=2), metadata=bearer("demo-anna")
     )
@@ -191,7 +203,9 @@ async def test_employee_cannot_watch_another_employee(calls) -> None:
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
-async def test_service_token_watches_any_employee(calls) -> None:
+async def test_service_token_watches_any_employee(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     call = await create(calls, user_ids=[3])
     vera = watch(calls, "demo-service", employee_id=3)
     events = await vera.wait_for(1)
@@ -199,21 +213,25 @@ async def test_service_token_watches_any_employee(calls) -> None:
     vera.cancel()
 
 
-async def test_service_token_must_name_the_employee(calls) -> None:
+async def test_service_token_must_name_the_employee(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     stream = calls.WatchCallCards(call_service_pb2.WatchCallCardsRequest(), metadata=SERVICE)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stream.read()
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_watch_needs_a_token(calls) -> None:
+async def test_watch_needs_a_token(calls: call_service_pb2_grpc.CallServiceStub) -> None:
     stream = calls.WatchCallCards(call_service_pb2.WatchCallCardsRequest(employee_id=1))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stream.read()
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
-async def test_cancelled_client_is_unsubscribed(calls, core: Core) -> None:
+async def test_cancelled_client_is_unsubscribed(
+    calls: call_service_pb2_grpc.CallServiceStub, core: Core
+) -> None:
     assert core.hub is not None
     before = core.hub.subscriber_count
     anna = watch(calls, "demo-anna")
@@ -227,7 +245,9 @@ async def test_cancelled_client_is_unsubscribed(calls, core: Core) -> None:
             await asyncio.sleep(0.02)
 
 
-async def test_slow_subscriber_gets_a_reset_not_unbounded_memory(calls, core: Core) -> None:
+async def test_slow_subscriber_gets_a_reset_not_unbounded_memory(
+    calls: call_service_pb2_grpc.CallServiceStub, core: Core
+) -> None:
     assert core.hub is not None
     core.hub._queue_size = 8
     # A client with a tiny flow-control window that stops reading: the server
@@ -257,7 +277,9 @@ async def test_slow_subscriber_gets_a_reset_not_unbounded_memory(calls, core: Co
         stream.cancel()
 
 
-async def test_watch_calls_follows_every_change(calls) -> None:
+async def test_watch_calls_follows_every_change(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
     stream = calls.WatchCalls(call_service_pb2.WatchCallsRequest(), metadata=SERVICE)
     await stream.initial_metadata()  # subscribed: every later change reaches the stream
     call = await create(calls, user_ids=[3])
@@ -278,14 +300,16 @@ async def test_watch_calls_follows_every_change(calls) -> None:
     resumed.cancel()
 
 
-async def test_watch_calls_is_for_services(calls) -> None:
+async def test_watch_calls_is_for_services(calls: call_service_pb2_grpc.CallServiceStub) -> None:
     stream = calls.WatchCalls(call_service_pb2.WatchCallsRequest(), metadata=bearer("demo-anna"))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stream.read()
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
-async def test_server_stop_ends_streams_cleanly(calls, core: Core) -> None:
+async def test_server_stop_ends_streams_cleanly(
+    calls: call_service_pb2_grpc.CallServiceStub, core: Core
+) -> None:
     stream = calls.WatchCallCards(
         call_service_pb2.WatchCallCardsRequest(), metadata=bearer("demo-anna")
     )
@@ -298,7 +322,9 @@ async def test_server_stop_ends_streams_cleanly(calls, core: Core) -> None:
     assert await stream.code() == grpc.StatusCode.OK
 
 
-async def test_revoking_a_token_ends_its_open_streams(calls, channel) -> None:
+async def test_revoking_a_token_ends_its_open_streams(
+    calls: call_service_pb2_grpc.CallServiceStub, channel: grpc.aio.Channel
+) -> None:
     from telephony.v1 import directory_service_pb2 as dr
     from telephony.v1 import directory_service_pb2_grpc
 

@@ -6,9 +6,7 @@ none of them reached core's or the gateway's log.
 
 from __future__ import annotations
 
-import io
 import time
-import wave
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +19,7 @@ import pytest
 from tests.conftest import LiveStack
 from tests.e2e.sse import SSEReader
 from tests.hardening.support import Core, call_body, error_of, started
+from tests.recordings.recording_samples import pcm_wav
 
 pytestmark = pytest.mark.e2e
 
@@ -72,17 +71,13 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 
 
 def wav(seconds: float = 0.5) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(b"\x01\x02" * int(8000 * seconds))
-    return buffer.getvalue()
+    return pcm_wav(seconds)
 
 
 def with_recording(live: Live, key: str, **fields: str) -> dict[str, Any]:
-    parts = [(name, (None, value)) for name, value in {**call_body(), **fields}.items()]
+    parts: list[tuple[str, tuple[None, str] | tuple[str, bytes, str]]] = [
+        (name, (None, value)) for name, value in {**call_body(), **fields}.items()
+    ]
     parts.append(("audio_record", ("call.wav", wav(), "audio/wav")))
     response = live.http.post(live.url(key), files=parts)
     assert response.status_code == 200, response.text

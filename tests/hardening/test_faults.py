@@ -10,12 +10,10 @@ for tests): every storage job waits that long, as on a slow database.
 from __future__ import annotations
 
 import concurrent.futures
-import io
 import signal
 import subprocess
 import threading
 import time
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,18 +26,13 @@ from telephony.v1 import call_service_pb2
 from tests.conftest import LiveStack
 from tests.e2e.sse import SSEReader
 from tests.hardening.support import SERVICE, Core, auth, call_body, error_of, started
+from tests.recordings.recording_samples import pcm_wav
 
 pytestmark = pytest.mark.e2e
 
 
 def wav(seconds: float) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(b"\x01\x02" * int(8000 * seconds))
-    return buffer.getvalue()
+    return pcm_wav(seconds)
 
 
 def stream_url(stack: LiveStack) -> str:

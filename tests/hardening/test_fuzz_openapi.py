@@ -181,8 +181,8 @@ def test_gateway_conforms_to_its_openapi_document(stack: LiveStack) -> None:
     core.close()
     elapsed = time.monotonic() - started_at
     print(f"\n{tally.report()}; calls created: {calls_after - calls_before}; {elapsed:.1f} s")
-    for key, detail in tally.failures.items():
-        print(f"- {key}\n  {detail}")
+    for failure, detail in tally.failures.items():
+        print(f"- {failure}\n  {detail}")
     assert tally.requests > 0
     assert tally.server_errors == 0, tally.report()
     assert not tally.failures, "\n".join(tally.failures)

@@ -573,7 +573,7 @@ def test_header_injection_in_idempotency_key_injects_nothing(live: Live, header:
 
 
 def test_odd_but_legal_idempotency_key_replays_the_first_reply(live: Live) -> None:
-    headers = {"Idempotency-Key": "ключ-1 'x' \"y\" <z>; drop".encode()}
+    headers = {b"Idempotency-Key": "ключ-1 'x' \"y\" <z>; drop".encode()}
     first = live.client.post(live.stack.calls_url, json=call_body(), headers=headers)
     second = live.client.post(live.stack.calls_url, json=call_body(), headers=headers)
     assert first.status_code == second.status_code == 200, first.text

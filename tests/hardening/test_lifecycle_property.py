@@ -40,6 +40,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+import vocabulary
 from telephony.v1 import call_pb2, call_service_pb2
 from tests.conftest import LiveStack
 from tests.hardening.support import SERVICE, Core, auth, started
@@ -49,15 +50,7 @@ pytestmark = pytest.mark.e2e
 ACTIVE = ("ringing", "in-progress")
 FINAL = ("canceled", "missed", "failed", "answered", "busy")
 STATUSES = ACTIVE + FINAL
-STATUS_OF = {
-    call_pb2.Call.STATE_RINGING: "ringing",
-    call_pb2.Call.STATE_IN_PROGRESS: "in-progress",
-    call_pb2.Call.STATE_CANCELED: "canceled",
-    call_pb2.Call.STATE_MISSED: "missed",
-    call_pb2.Call.STATE_FAILED: "failed",
-    call_pb2.Call.STATE_ANSWERED: "answered",
-    call_pb2.Call.STATE_BUSY: "busy",
-}
+STATUS_OF = {vocabulary.STATUS.number(name): name for name in vocabulary.STATUS}
 WATCHED = (1, 2, 3)  # employees with telephony access; 4 has none
 TELEPHONY = {1, 2, 3}
 PBX_USERS = {"101": 1, "102": 2, "103": 3}

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import json
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core.server import Core
 from core.storage.sqlite import DATABASE_FILE
+from tests.recordings.recording_samples import pcm_wav
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -40,13 +39,7 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 def wav_bytes(seconds: float = 0.5, rate: int = 8000) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(b"\x01\x02" * int(rate * seconds))
-    return buffer.getvalue()
+    return pcm_wav(seconds, rate)
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:

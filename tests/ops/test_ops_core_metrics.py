@@ -13,7 +13,6 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from ops_support import Samples, database_file_gone, scrape, value, wav_bytes
 
 from core import logs
 from core.config import CoreConfig
@@ -21,6 +20,7 @@ from core.metrics import CoreMetrics
 from core.server import Core
 from telephony.v1 import call_pb2, call_service_pb2, call_service_pb2_grpc
 from tests.conftest import running_core
+from tests.ops.ops_support import Samples, database_file_gone, scrape, value, wav_bytes
 
 CALLS = "telephony.v1.CallService"
 DEMO = call_service_pb2.ChannelRef(channel_key="demo-channel-key")

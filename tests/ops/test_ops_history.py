@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
-from ops_support import wav_bytes
 
 from tests.conftest import LiveStack
+from tests.ops.ops_support import wav_bytes
 
 pytestmark = pytest.mark.e2e
 

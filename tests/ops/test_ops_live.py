@@ -9,10 +9,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from ops_support import Samples, json_lines, scrape, value, wav_bytes
 
 from tests.conftest import LiveStack, free_port
 from tests.e2e.sse import SSEReader
+from tests.ops.ops_support import Samples, json_lines, scrape, value, wav_bytes
 
 pytestmark = pytest.mark.e2e
 

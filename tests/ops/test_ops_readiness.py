@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 from falcon.testing import ASGIConductor
-from ops_support import database_file_gone
 
 from core.server import Core
 from gateway.app import create_app
 from gateway.config import Config
 from tests.conftest import running_core
+from tests.ops.ops_support import database_file_gone
 
 
 @pytest.fixture

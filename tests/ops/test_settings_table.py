@@ -61,6 +61,7 @@ def test_core_settings_read_a_variable_for_every_field() -> None:
         "VATS_DATA_DIR": "/srv/vats",
         "VATS_MAX_RECORD_MB": "7",
         "VATS_DEFAULT_REGION": "KZ",
+        "VATS_TIMEZONE": "Asia/Almaty",
         "VATS_LINK_SECRET": "secret",
         "VATS_LINK_TTL_SECONDS": "60",
         "VATS_RINGING_EXPIRY_SECONDS": "61",

@@ -33,3 +33,14 @@ def make_wav(seconds: float, rate: int = 8000, channels: int = 1, sample_width: 
         out.setframerate(rate)
         out.writeframes(bytes(samples))
     return buffer.getvalue()
+
+
+def pcm_wav(seconds: float, rate: int = 8000, pattern: bytes = b"\x01\x02") -> bytes:
+    """A mono 16-bit WAV whose samples repeat `pattern`: cheap to make, any length."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pattern * int(rate * seconds * 2 / len(pattern)))
+    return buffer.getvalue()

@@ -8,12 +8,12 @@ import logging
 from pathlib import Path
 
 import pytest
-from recording_samples import make_wav
 
 from core.model import Recording, utc_now
 from core.recordings import FileBlobStore
 from core.storage.sqlite import SqliteStore
 from tests.conftest import running_core
+from tests.recordings.recording_samples import make_wav
 
 
 def store_file(data_dir: Path, recording_id: str) -> None:

@@ -301,7 +301,7 @@ def test_file_store_refuses_ids_that_are_not_plain_names(tmp_path: Path, bad_id:
 
 
 def test_gridfs_store_keeps_content_type_and_length_in_the_files_document() -> None:
-    database = mongomock.MongoClient().get_database("vats")
+    database: Any = mongomock.MongoClient().get_database("vats")
     store = GridFSBlobStore(database, chunk_size_bytes=16 * 1024)
 
     store_bytes(store, "rec1", DATA[:40_000])
@@ -314,7 +314,7 @@ def test_gridfs_store_keeps_content_type_and_length_in_the_files_document() -> N
 
 
 def test_gridfs_store_takes_the_content_type_found_at_commit() -> None:
-    database = mongomock.MongoClient().get_database("vats")
+    database: Any = mongomock.MongoClient().get_database("vats")
     store = GridFSBlobStore(database)
     writer = store.open_writer("rec1", "application/octet-stream")
     writer.write(DATA[:1000])

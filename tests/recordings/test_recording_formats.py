@@ -9,7 +9,6 @@ import zlib
 from pathlib import Path
 
 import pytest
-from recording_samples import fixture_bytes, make_wav
 
 from core.errors import TooLarge, UnsupportedMedia
 from core.recordings.formats import (
@@ -21,6 +20,7 @@ from core.recordings.formats import (
     inspect_bytes,
     read_duration,
 )
+from tests.recordings.recording_samples import fixture_bytes, make_wav
 
 # (fixture, format, content type, duration as ffprobe reports it)
 FIXTURES = [

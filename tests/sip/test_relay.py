@@ -180,9 +180,12 @@ class RelayProcess:
         assert self.process.stdout is not None
         lines: queue.Queue[bytes] = queue.Queue()
         stdout = self.process.stdout
-        threading.Thread(
-            target=lambda: [lines.put(line) for line in iter(stdout.readline, b"")], daemon=True
-        ).start()
+
+        def pump() -> None:
+            for line in iter(stdout.readline, b""):
+                lines.put(line)
+
+        threading.Thread(target=pump, daemon=True).start()
         try:
             line = lines.get(timeout=10).decode().strip()
         except queue.Empty:

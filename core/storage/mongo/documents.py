@@ -2,19 +2,19 @@
 
 Fields that queries filter or sort on are top-level BSON values (datetimes as
 BSON dates); what an event or an idempotent reply carries is a versioned
-payload from `core.storage.payloads`.
+payload from `core.storage.payloads`, whose codec also writes the records a
+call view holds (call, ticket, contact, recording), dates kept as dates.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from core.domain import Call, Direction, Employee, Status, StatusChange
+from core.domain import Call, Employee
 from core.model import (
     Channel,
-    Comment,
     Contact,
     Department,
     Group,
@@ -25,17 +25,24 @@ from core.model import (
     Token,
 )
 from core.storage import payloads
+from core.storage.payloads import utc
 
 Document = dict[str, Any]
 
 
-def utc(value: datetime) -> datetime:
-    """BSON dates come back naive (or in a UTC of the driver's own) unless tz_aware is set."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def utc_or_none(value: datetime | None) -> datetime | None:
+    # BSON dates come back naive (or in a UTC of the driver's own) unless tz_aware is set.
     return None if value is None else utc(value)
+
+
+def _keyed(record: Document, key: str) -> Document:
+    """A record's payload as a document: its id field becomes `_id`."""
+    return {"_id": record.pop(key), **record}
+
+
+def _unkeyed(document: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """A document as its record's payload: `_id` read back as the id field."""
+    return {**document, key: document["_id"]}
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -46,111 +53,30 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def call_document(call: Call) -> Document:
-    return {
-        "_id": call.call_id,
-        "channel_id": call.channel_id,
-        "direction": call.direction.value,
-        "phone": call.phone,
-        "status": call.status.value,
-        "created_at": call.created_at,
-        "updated_at": call.updated_at,
-        "pbx_call_id": call.pbx_call_id,
-        "user_id": call.user_id,
-        "pbx_user_id": call.pbx_user_id,
-        "audience": list(call.audience),
-        "viewers": list(call.viewers),
-        "history": [{"status": h.status.value, "at": h.at} for h in call.history],
-        "answered_at": call.answered_at,
-        "ended_at": call.ended_at,
-        "expired": call.expired,
-        "version": call.version,
-        "ticket_id": call.ticket_id,
-        "contact_id": call.contact_id,
-        "phone_e164": call.phone_e164,
-        "phone_key": call.phone_key,
-    }
+    return _keyed(payloads.encode_call(call, payloads.as_date), "call_id")
 
 
 def call_from_document(document: Mapping[str, Any]) -> Call:
-    created_at = utc(document["created_at"])
-    return Call(
-        call_id=int(document["_id"]),
-        channel_id=int(document["channel_id"]),
-        direction=Direction(document["direction"]),
-        phone=str(document["phone"]),
-        status=Status(document["status"]),
-        created_at=created_at,
-        updated_at=utc(document["updated_at"]),
-        pbx_call_id=document.get("pbx_call_id"),
-        user_id=_int_or_none(document.get("user_id")),
-        pbx_user_id=document.get("pbx_user_id"),
-        audience=tuple(int(e) for e in document.get("audience", ())),
-        viewers=tuple(int(e) for e in document.get("viewers", ())),
-        history=[
-            StatusChange(Status(h["status"]), utc_or_none(h.get("at")) or created_at)
-            for h in document.get("history", ())
-        ],
-        answered_at=utc_or_none(document.get("answered_at")),
-        ended_at=utc_or_none(document.get("ended_at")),
-        expired=bool(document.get("expired", False)),
-        version=int(document.get("version", 0)),
-        ticket_id=int(document.get("ticket_id", 0)),
-        contact_id=_int_or_none(document.get("contact_id")),
-        phone_e164=str(document.get("phone_e164", "")),
-        phone_key=str(document.get("phone_key", "")),
-    )
+    return payloads.decode_call(_unkeyed(document, "call_id"))
 
 
 # --- tickets and contacts ------------------------------------------------------------------------
 
 
 def ticket_document(ticket: Ticket) -> Document:
-    return {
-        "_id": ticket.ticket_id,
-        "call_id": ticket.call_id,
-        "channel_id": ticket.channel_id,
-        "department_id": ticket.department_id,
-        "created_at": ticket.created_at,
-        "executor_id": ticket.executor_id,
-        "contact_id": ticket.contact_id,
-        "comments": [{"text": c.text, "at": c.at, "author": c.author} for c in ticket.comments],
-    }
+    return _keyed(payloads.encode_ticket(ticket, payloads.as_date), "ticket_id")
 
 
 def ticket_from_document(document: Mapping[str, Any]) -> Ticket:
-    return Ticket(
-        ticket_id=int(document["_id"]),
-        call_id=int(document["call_id"]),
-        channel_id=int(document["channel_id"]),
-        department_id=int(document["department_id"]),
-        created_at=utc(document["created_at"]),
-        executor_id=_int_or_none(document.get("executor_id")),
-        contact_id=_int_or_none(document.get("contact_id")),
-        comments=[
-            Comment(text=str(c["text"]), at=utc(c["at"]), author=str(c.get("author", "pbx")))
-            for c in document.get("comments", ())
-        ],
-    )
+    return payloads.decode_ticket(_unkeyed(document, "ticket_id"))
 
 
 def contact_document(contact: Contact) -> Document:
-    return {
-        "_id": contact.contact_id,
-        "key": contact.key,
-        "phone_e164": contact.phone_e164,
-        "created_at": contact.created_at,
-        "name": contact.name,
-    }
+    return _keyed(payloads.encode_contact(contact, payloads.as_date), "contact_id")
 
 
 def contact_from_document(document: Mapping[str, Any]) -> Contact:
-    return Contact(
-        contact_id=int(document["_id"]),
-        key=str(document["key"]),
-        phone_e164=str(document.get("phone_e164", "")),
-        created_at=utc(document["created_at"]),
-        name=str(document.get("name", "")),
-    )
+    return payloads.decode_contact(_unkeyed(document, "contact_id"))
 
 
 # --- channels and the directory ------------------------------------------------------------------
@@ -229,6 +155,7 @@ def token_document(token: Token) -> Document:
         "employee_id": token.employee_id,
         "description": token.description,
         "revoked_at": token.revoked_at,
+        "expires_at": token.expires_at,
     }
 
 
@@ -241,6 +168,7 @@ def token_from_document(document: Mapping[str, Any]) -> Token:
         employee_id=_int_or_none(document.get("employee_id")),
         description=str(document.get("description", "")),
         revoked_at=utc_or_none(document.get("revoked_at")),
+        expires_at=utc_or_none(document.get("expires_at")),
     )
 
 
@@ -248,34 +176,11 @@ def token_from_document(document: Mapping[str, Any]) -> Token:
 
 
 def recording_document(recording: Recording) -> Document:
-    return {
-        "_id": recording.recording_id,
-        "channel_id": recording.channel_id,
-        "format": recording.format,
-        "content_type": recording.content_type,
-        "size": recording.size,
-        "sha256": recording.sha256,
-        "created_at": recording.created_at,
-        "duration_seconds": recording.duration_seconds,
-        "file_name": recording.file_name,
-        "call_id": recording.call_id,
-    }
+    return _keyed(payloads.encode_recording(recording, payloads.as_date), "recording_id")
 
 
 def recording_from_document(document: Mapping[str, Any]) -> Recording:
-    duration = document.get("duration_seconds")
-    return Recording(
-        recording_id=str(document["_id"]),
-        channel_id=int(document["channel_id"]),
-        format=str(document["format"]),
-        content_type=str(document["content_type"]),
-        size=int(document["size"]),
-        sha256=str(document["sha256"]),
-        created_at=utc(document["created_at"]),
-        duration_seconds=None if duration is None else float(duration),
-        file_name=str(document.get("file_name", "")),
-        call_id=_int_or_none(document.get("call_id")),
-    )
+    return payloads.decode_recording(_unkeyed(document, "recording_id"))
 
 
 def idempotency_id(channel_id: int, key: str) -> str:

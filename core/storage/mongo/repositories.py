@@ -59,6 +59,9 @@ class Collections:
     idempotency: Collection[Document]
     events: Collection[Document]
     recordings: Collection[Document]
+    stream_tickets: Collection[Document]
+    audit_entries: Collection[Document]
+    callbacks: Collection[Document]
 
     @classmethod
     def of(cls, database: Database[Document]) -> Collections:
@@ -419,6 +422,10 @@ class MongoTokenRepository(_Repository):
             [("created_at", ASCENDING), ("_id", ASCENDING)]
         )
         return [docs.token_from_document(d) for d in found]
+
+    def get_many(self, token_ids: Iterable[str]) -> dict[str, Token]:
+        found = self._collection.find({"_id": {"$in": list(dict.fromkeys(token_ids))}})
+        return {str(d["_id"]): docs.token_from_document(d) for d in found}
 
 
 class MongoIdempotencyRepository(_Repository):

@@ -20,7 +20,17 @@ from pymongo.mongo_client import MongoClient
 from core.model import EVENT_TTL, IDEMPOTENCY_TTL, PublishedEvent
 from core.recordings.blobs import BlobStore
 from core.storage.mongo import documents as docs
+from core.storage.mongo.audit import (
+    MongoAuditLog,
+    MongoStreamTicketRepository,
+    prepare_indexes,
+)
 from core.storage.mongo.blobs import GridFSBlobStore
+from core.storage.mongo.callbacks import (
+    MongoCallbackRepository,
+    MongoCallFactsRepository,
+)
+from core.storage.mongo.callbacks import prepare_indexes as prepare_callback_indexes
 from core.storage.mongo.documents import Document
 from core.storage.mongo.repositories import (
     EVENT_COUNTER,
@@ -48,6 +58,9 @@ from core.storage.mongo.writes import (
     apply_with_undo,
 )
 from core.storage.port import (
+    AuditLog,
+    CallbackRepository,
+    CallFactsRepository,
     CallRepository,
     ChannelRepository,
     ContactRepository,
@@ -59,6 +72,7 @@ from core.storage.port import (
     IdempotencyRepository,
     RecordingRepository,
     StorageConflict,
+    StreamTicketRepository,
     TicketRepository,
     TokenRepository,
     UnitOfWork,
@@ -169,6 +183,8 @@ class MongoStore:
         c.recordings.create_index(
             [("call_id", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)]
         )
+        prepare_indexes(c)
+        prepare_callback_indexes(c)
 
     def unit_of_work(self) -> UnitOfWork:
         return MongoUnitOfWork(self, read_only=False)
@@ -185,7 +201,8 @@ class MongoStore:
             {"created_at": {"$lt": now - IDEMPOTENCY_TTL}}
         )
         events = self.collections.events.delete_many({"at": {"$lt": now - EVENT_TTL}})
-        return int(idempotency.deleted_count) + int(events.deleted_count)
+        tickets = self.collections.stream_tickets.delete_many({"expires_at": {"$lte": now}})
+        return sum(int(r.deleted_count) for r in (idempotency, events, tickets))
 
     def ping(self) -> None:
         self.database.command("ping")
@@ -259,6 +276,12 @@ class MongoUnitOfWork:
         self.idempotency: IdempotencyRepository = MongoIdempotencyRepository(c.idempotency, buffer)
         self.events: EventLog = MongoEventLog(c.events, buffer, counters)
         self.recordings: RecordingRepository = MongoRecordingRepository(c.recordings, buffer)
+        self.stream_tickets: StreamTicketRepository = MongoStreamTicketRepository(
+            c.stream_tickets, buffer
+        )
+        self.audit: AuditLog = MongoAuditLog(c.audit_entries, buffer, counters)
+        self.callbacks: CallbackRepository = MongoCallbackRepository(c.callbacks, buffer, counters)
+        self.call_facts: CallFactsRepository = MongoCallFactsRepository(c.calls)
 
     def __enter__(self) -> Self:
         return self

@@ -178,8 +178,9 @@ CALL_COLUMNS = (
 )
 _CALL_FIELDS = ", ".join(f"c.{name}" for name in CALL_COLUMNS)
 
-# Must read exactly as in the schema's calls_live index for the planner to use it.
-LIVE_STATUSES = "('ringing', 'in-progress')"
+# The domain's active statuses, in the order they are declared: the term must read exactly as
+# in the schema's calls_live index (migration 2) for the planner to use that index.
+LIVE_STATUSES = "({})".format(", ".join(f"'{s.value}'" for s in Status if s.is_active))
 
 INSERT_CALL = (
     f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) VALUES ({', '.join('?' for _ in CALL_COLUMNS)})"
@@ -278,69 +279,91 @@ def page_statement(query: CallQuery, after: PageCursor | None, limit: int) -> tu
     instead. Several statuses make one such branch each, merged by time.
     """
     statuses = list(dict.fromkeys(s.value for s in query.statuses))
-    driver: str | None
-    if query.phone_key is not None:
-        driver = "phone_key"
-    elif query.employee_id is not None:
-        driver = "employee"
-    elif statuses:
-        driver = "status"
-    elif query.channel_id is not None:
-        driver = "channel_id"
-    elif query.direction is not None:
-        driver = "direction"
-    else:
-        driver = None
-    key = "k" if driver == "employee" else "c"
-    conditions: list[str] = []
-    params: list[Any] = []
-
-    def equal(column: str, value: Any) -> None:
-        conditions.append(f"c.{column} = ?" if column == driver else f"+c.{column} = ?")
-        params.append(value)
-
-    if driver == "employee":
-        conditions.append("k.employee_id = ?")
-        params.append(query.employee_id)
-    elif query.employee_id is not None:
-        conditions.append(
-            "EXISTS (SELECT 1 FROM call_employees AS k WHERE k.employee_id = ? "
-            "AND k.created_at = c.created_at AND k.call_id = c.call_id)"
-        )
-        params.append(query.employee_id)
-    if query.phone_key is not None:
-        equal("phone_key", query.phone_key)
-    if query.channel_id is not None:
-        equal("channel_id", query.channel_id)
-    if query.direction is not None:
-        equal("direction", query.direction.value)
+    driver = _page_driver(query, statuses)
+    where = _Conditions(driver)
+    where.employee(query.employee_id)
+    where.equal("phone_key", query.phone_key)
+    where.equal("channel_id", query.channel_id)
+    where.equal("direction", None if query.direction is None else query.direction.value)
     if statuses and driver != "status":
-        conditions.append(f"+c.status IN ({', '.join('?' for _ in statuses)})")
-        params.extend(statuses)
-    if query.created_from is not None:
-        conditions.append(f"{key}.created_at >= ?")
-        params.append(to_ms(query.created_from))
-    if query.created_to is not None:
-        conditions.append(f"{key}.created_at < ?")
-        params.append(to_ms(query.created_to))
-    if after is not None:
-        conditions.append(f"({key}.created_at, {key}.call_id) < (?, ?)")
-        params.extend((to_ms(after.created_at), after.call_id))
-    order = f"ORDER BY {key}.created_at DESC, {key}.call_id DESC LIMIT ?"
+        where.add(f"+c.status IN ({', '.join('?' for _ in statuses)})", *statuses)
+    where.time(query, after)
+    order = f"ORDER BY {where.key}.created_at DESC, {where.key}.call_id DESC LIMIT ?"
+    if driver == "status" and len(statuses) > 1:
+        return _merged_page_statement(statuses, where, order, limit)
+    if driver == "status":
+        where.conditions.insert(0, "c.status = ?")
+        where.params.insert(0, statuses[0])
     source = (
         "call_employees AS k CROSS JOIN calls AS c ON c.call_id = k.call_id"
         if driver == "employee"
         else "calls AS c"
     )
+    clause = f"WHERE {' AND '.join(where.conditions)} " if where.conditions else ""
+    return f"SELECT {_CALL_FIELDS} FROM {source} {clause}{order}", [*where.params, limit]
 
-    if driver != "status" or len(statuses) == 1:
-        if driver == "status":
-            conditions.insert(0, "c.status = ?")
-            params.insert(0, statuses[0])
-        where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
-        return f"SELECT {_CALL_FIELDS} FROM {source} {where}{order}", [*params, limit]
 
-    branch_where = " AND ".join(["c.status = ?", *conditions])
+def _page_driver(query: CallQuery, statuses: list[str]) -> str | None:
+    """The filter whose index drives a history page: the first given, the most selective."""
+    given = (
+        ("phone_key", query.phone_key is not None),
+        ("employee", query.employee_id is not None),
+        ("status", bool(statuses)),
+        ("channel_id", query.channel_id is not None),
+        ("direction", query.direction is not None),
+    )
+    return next((name for name, is_given in given if is_given), None)
+
+
+class _Conditions:
+    """A history page's WHERE terms and their parameters, in order."""
+
+    def __init__(self, driver: str | None) -> None:
+        self.driver = driver
+        # The employee index holds created_at and call_id too: its rows come in page order.
+        self.key = "k" if driver == "employee" else "c"
+        self.conditions: list[str] = []
+        self.params: list[Any] = []
+
+    def add(self, condition: str, *params: Any) -> None:
+        self.conditions.append(condition)
+        self.params.extend(params)
+
+    def equal(self, column: str, value: Any) -> None:
+        if value is not None:
+            self.add(f"c.{column} = ?" if column == self.driver else f"+c.{column} = ?", value)
+
+    def employee(self, employee_id: int | None) -> None:
+        if employee_id is None:
+            return
+        if self.driver == "employee":
+            self.add("k.employee_id = ?", employee_id)
+        else:
+            self.add(
+                "EXISTS (SELECT 1 FROM call_employees AS k WHERE k.employee_id = ? "
+                "AND k.created_at = c.created_at AND k.call_id = c.call_id)",
+                employee_id,
+            )
+
+    def time(self, query: CallQuery, after: PageCursor | None) -> None:
+        key = self.key
+        if query.created_from is not None:
+            self.add(f"{key}.created_at >= ?", to_ms(query.created_from))
+        if query.created_to is not None:
+            self.add(f"{key}.created_at < ?", to_ms(query.created_to))
+        if after is not None:
+            self.add(
+                f"({key}.created_at, {key}.call_id) < (?, ?)",
+                to_ms(after.created_at),
+                after.call_id,
+            )
+
+
+def _merged_page_statement(
+    statuses: list[str], where: _Conditions, order: str, limit: int
+) -> tuple[str, list[Any]]:
+    """One branch per status, each through the status index, merged by time."""
+    branch_where = " AND ".join(["c.status = ?", *where.conditions])
     branch = (
         f"SELECT * FROM (SELECT c.created_at, c.call_id FROM calls AS c "
         f"WHERE {branch_where} {order})"
@@ -351,7 +374,7 @@ def page_statement(query: CallQuery, after: PageCursor | None, limit: int) -> tu
         f"SELECT {_CALL_FIELDS} FROM top CROSS JOIN calls AS c ON c.call_id = top.call_id "
         "ORDER BY top.created_at DESC, top.call_id DESC"
     )
-    branch_params = [value for status in statuses for value in (status, *params, limit)]
+    branch_params = [value for status in statuses for value in (status, *where.params, limit)]
     return sql, [*branch_params, limit]
 
 
@@ -768,7 +791,9 @@ class SqliteGroupRepository:
 
 # --- tokens and idempotency --------------------------------------------------------------------
 
-_TOKEN_COLUMNS = "token_id, secret_hash, role, created_at, employee_id, description, revoked_at"
+_TOKEN_COLUMNS = (
+    "token_id, secret_hash, role, created_at, employee_id, description, revoked_at, expires_at"
+)
 
 
 def _token(row: Row) -> Token:
@@ -780,6 +805,7 @@ def _token(row: Row) -> Token:
         employee_id=row[4],
         description=row[5],
         revoked_at=_from_ms_or_none(row[6]),
+        expires_at=_from_ms_or_none(row[7]),
     )
 
 
@@ -789,17 +815,17 @@ class SqliteTokenRepository:
 
     def add(self, token: Token) -> None:
         self._session.write(
-            f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             self._values(token),
         )
 
     def save(self, token: Token) -> None:
         self._session.write(
-            f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (token_id) DO UPDATE SET secret_hash = excluded.secret_hash, "
             "role = excluded.role, created_at = excluded.created_at, "
             "employee_id = excluded.employee_id, description = excluded.description, "
-            "revoked_at = excluded.revoked_at",
+            "revoked_at = excluded.revoked_at, expires_at = excluded.expires_at",
             self._values(token),
         )
 
@@ -822,6 +848,17 @@ class SqliteTokenRepository:
         )
         return [_token(row) for row in rows]
 
+    def get_many(self, token_ids: Iterable[str]) -> dict[str, Token]:
+        wanted = list(dict.fromkeys(token_ids))
+        if not wanted:
+            return {}
+        rows = self._session.rows(
+            f"SELECT {_TOKEN_COLUMNS} FROM tokens "
+            "WHERE token_id IN (SELECT value FROM json_each(?))",
+            (_json(wanted),),
+        )
+        return {row[0]: _token(row) for row in rows}
+
     @staticmethod
     def _values(token: Token) -> tuple[Any, ...]:
         return (
@@ -832,6 +869,7 @@ class SqliteTokenRepository:
             token.employee_id,
             token.description,
             _to_ms_or_none(token.revoked_at),
+            _to_ms_or_none(token.expires_at),
         )
 
 

@@ -191,9 +191,95 @@ CREATE INDEX calls_live ON calls(status, expired, updated_at)
     WHERE status IN ('ringing', 'in-progress');
 """
 
+# Missed callbacks, one open per phone on a channel, listed in `position` order within their
+# state (the first miss of an open one, the resolution of a resolved one, newest first), for
+# everyone and by who may see them; and the answered calls by end time, for the day's figures.
+CALLBACKS = """
+CREATE TABLE callbacks (
+    callback_id INTEGER PRIMARY KEY,
+    channel_id INTEGER NOT NULL,
+    phone_key TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    phone_e164 TEXT NOT NULL,
+    contact_id INTEGER,
+    first_missed_at INTEGER NOT NULL,
+    last_missed_at INTEGER NOT NULL,
+    last_call_id INTEGER NOT NULL,
+    last_status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    audience TEXT NOT NULL,
+    state TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    resolved_at INTEGER,
+    resolution TEXT,
+    resolved_by_employee_id INTEGER,
+    resolved_by_call_id INTEGER,
+    resolved_by_token_id TEXT NOT NULL,
+    version INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX callbacks_open_by_phone ON callbacks(channel_id, phone_key)
+    WHERE state = 'open';
+CREATE INDEX callbacks_in_order ON callbacks(state, position, callback_id);
+CREATE INDEX callbacks_by_channel ON callbacks(channel_id, state, position, callback_id);
+
+CREATE TABLE callback_viewers (
+    employee_id INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    callback_id INTEGER NOT NULL,
+    PRIMARY KEY (employee_id, state, position, callback_id)
+) WITHOUT ROWID;
+CREATE INDEX callback_viewers_by_callback ON callback_viewers(callback_id);
+
+CREATE INDEX calls_answered_by_end ON calls(ended_at)
+    WHERE ended_at IS NOT NULL AND answered_at IS NOT NULL;
+"""
+
+# Tokens may expire; stream tickets are redeemed once by whichever core sees them; the
+# audit log is append-only, refused any change or removal by the database itself.
+AUDIT_AND_TICKETS = """
+ALTER TABLE tokens ADD COLUMN expires_at INTEGER;
+
+CREATE TABLE stream_tickets (
+    ticket_hash TEXT PRIMARY KEY,
+    token_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    employee_id INTEGER,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX stream_tickets_by_expiry ON stream_tickets(expires_at);
+
+CREATE TABLE audit_entries (
+    entry_id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    token_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    employee_id INTEGER,
+    address TEXT NOT NULL,
+    target TEXT NOT NULL,
+    details TEXT NOT NULL
+);
+CREATE INDEX audit_by_action ON audit_entries(action, entry_id);
+CREATE INDEX audit_by_token ON audit_entries(token_id, entry_id);
+CREATE INDEX audit_by_employee ON audit_entries(employee_id, entry_id);
+CREATE INDEX audit_by_time ON audit_entries(at, entry_id);
+CREATE TRIGGER audit_entries_never_change BEFORE UPDATE ON audit_entries
+BEGIN
+    SELECT RAISE(ABORT, 'audit entries are never changed');
+END;
+CREATE TRIGGER audit_entries_never_removed BEFORE DELETE ON audit_entries
+BEGIN
+    SELECT RAISE(ABORT, 'audit entries are never removed');
+END;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the initial schema", INITIAL_SCHEMA),
     Migration(2, "index only the live calls for expiry", LIVE_CALLS_INDEX),
+    Migration(3, "missed callbacks and the answered calls by end time", CALLBACKS),
+    Migration(4, "token expiry, stream tickets and the audit log", AUDIT_AND_TICKETS),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

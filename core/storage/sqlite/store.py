@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING, Self
 from core.model import EVENT_TTL, IDEMPOTENCY_TTL, PublishedEvent
 from core.recordings.blobs import BlobStore
 from core.storage.port import (
+    AuditLog,
+    CallbackRepository,
+    CallFactsRepository,
     CallRepository,
     ChannelRepository,
     ContactRepository,
@@ -32,10 +35,13 @@ from core.storage.port import (
     IdempotencyRepository,
     RecordingRepository,
     StorageConflict,
+    StreamTicketRepository,
     TicketRepository,
     TokenRepository,
 )
 from core.storage.sqlite import schema
+from core.storage.sqlite.audit import SqliteAuditLog, SqliteStreamTicketRepository
+from core.storage.sqlite.callbacks import SqliteCallbackRepository, SqliteCallFactsRepository
 from core.storage.sqlite.repositories import (
     Session,
     SqliteCallRepository,
@@ -94,6 +100,10 @@ class SqliteUnitOfWork:
     idempotency: IdempotencyRepository
     events: EventLog
     recordings: RecordingRepository
+    stream_tickets: StreamTicketRepository
+    audit: AuditLog
+    callbacks: CallbackRepository
+    call_facts: CallFactsRepository
 
     def __init__(self, store: SqliteStore, writable: bool) -> None:
         self._store = store
@@ -118,6 +128,10 @@ class SqliteUnitOfWork:
         self.idempotency = SqliteIdempotencyRepository(session)
         self.events = SqliteEventLog(session)
         self.recordings = SqliteRecordingRepository(session)
+        self.stream_tickets = SqliteStreamTicketRepository(session)
+        self.audit = SqliteAuditLog(session)
+        self.callbacks = SqliteCallbackRepository(session)
+        self.call_facts = SqliteCallFactsRepository(session)
         return self
 
     def __exit__(
@@ -309,6 +323,7 @@ class SqliteStore:
         with self.unit_of_work() as uow:
             removed = uow.idempotency.remove_older_than(now - IDEMPOTENCY_TTL)
             removed += uow.events.remove_older_than(now - EVENT_TTL)
+            removed += uow.stream_tickets.remove_expired(now)
             uow.commit()
         return removed
 
