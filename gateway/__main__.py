@@ -56,6 +56,8 @@ def main() -> None:
             # (tokens): the gateway writes its own, by route template.
             access_log=False,
             log_config=None,
+            # No banner naming the software: it only helps whoever looks for its weaknesses.
+            server_header=False,
             # Streams end at once at shutdown; other requests get this long to finish.
             timeout_graceful_shutdown=config.shutdown_grace,
         ),

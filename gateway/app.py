@@ -13,10 +13,14 @@ import falcon.asgi
 
 from gateway import errors
 from gateway.agent_vocabulary import AGENT_VOCABULARY_PATH, AgentVocabularyResource
+from gateway.audit import AuditExportResource, AuditResource
+from gateway.board import BoardResource, BoardStreamResource
+from gateway.callbacks import CallbacksResource, CalledBackResource
 from gateway.calls import CallsResource
 from gateway.cards import CLIENT_GONE, CardsResource
 from gateway.config import Config
 from gateway.core_client import CoreClient
+from gateway.feed import CardRouter
 from gateway.health import (
     AGENT_PAGE_PATH,
     FileResource,
@@ -28,6 +32,8 @@ from gateway.history import CallHistoryResource, CallResource
 from gateway.metrics import MetricsResource, RequestObserver
 from gateway.openapi import OpenApiResource
 from gateway.records import RecordsResource
+from gateway.security import SecurityHeaders
+from gateway.tickets import StreamTicketsResource
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
@@ -84,7 +90,11 @@ def create_app(config: Config | None = None, core: CoreClient | None = None) -> 
     config = config or Config()
     core = core or CoreClient(config)
 
-    middleware: list[Any] = [RequestIdMiddleware(), RequestObserver(), core]
+    # The security headers first: their process_response runs last, over the final answer.
+    security = SecurityHeaders(AGENT_PAGE_PATH.parent, config.public_url)
+    # After core: the card feed starts once core's client is open.
+    router = CardRouter(config, core)
+    middleware: list[Any] = [security, RequestIdMiddleware(), RequestObserver(), core, router]
     app = GatewayApp(middleware=middleware)
     multipart = app.req_options.media_handlers[falcon.MEDIA_MULTIPART]
     assert isinstance(multipart, falcon.media.MultipartFormHandler)
@@ -94,15 +104,28 @@ def create_app(config: Config | None = None, core: CoreClient | None = None) -> 
 
     app.add_route("/api/v2/telephony/calls/{channel_key}", CallsResource(config, core))
     app.add_route("/api/v2/telephony/records/{recording_id}", RecordsResource(core))
-    app.add_route("/api/v2/telephony/cards/stream", CardsResource(config, core, app.stopping))
+    app.add_route(
+        "/api/v2/telephony/cards/stream", CardsResource(config, core, app.stopping, router)
+    )
     app.add_route("/api/v2/telephony/history", CallHistoryResource(config, core))
     app.add_route("/api/v2/telephony/history/{call_id}", CallResource(config, core))
+    app.add_route("/api/v2/telephony/callbacks", CallbacksResource(config, core))
+    app.add_route(
+        "/api/v2/telephony/callbacks/{callback_id}/called-back", CalledBackResource(config, core)
+    )
+    app.add_route("/api/v2/telephony/board", BoardResource(config, core))
+    app.add_route("/api/v2/telephony/board/stream", BoardStreamResource(config, core, app.stopping))
+    app.add_route("/api/v2/telephony/stream-tickets", StreamTicketsResource(core))
+    app.add_route("/api/v2/telephony/audit", AuditResource(core))
+    app.add_route("/api/v2/telephony/audit/export", AuditExportResource(core))
     app.add_route("/healthz", HealthResource(core))
     app.add_route("/livez", LivenessResource())
     app.add_route("/readyz", ReadinessResource(config, core))
     app.add_route("/metrics", MetricsResource())
     app.add_route("/openapi.json", OpenApiResource())
     app.add_route("/agent", FileResource(AGENT_PAGE_PATH, falcon.MEDIA_HTML))
+    board_page = AGENT_PAGE_PATH.with_name("board.html")
+    app.add_route("/board", FileResource(board_page, falcon.MEDIA_HTML))
     app.add_route(AGENT_VOCABULARY_PATH, AgentVocabularyResource())
     app.add_static_route("/static", str(AGENT_PAGE_PATH.parent))
     return app

@@ -66,6 +66,18 @@ def absolute_link(public_url: str, signed_path: str) -> str | None:
     return public_url.rstrip("/") + "/" + signed_path.lstrip("/")
 
 
+def time_json(message: Any, field: str) -> str | None:
+    """A Timestamp field as ISO-8601 UTC, None when it is not set."""
+    if not message.HasField(field):
+        return None
+    return str(getattr(message, field).ToJsonString())
+
+
+def optional(message: Any, field: str) -> Any:
+    """An `optional` field's value, None when it is not set."""
+    return getattr(message, field) if message.HasField(field) else None
+
+
 def call_reply(call: call_pb2.Call, public_url: str) -> dict[str, Any]:
     """The PBX reply, exactly the original's shape."""
     recording = call.recording.signed_path if call.HasField("recording") else ""
@@ -90,6 +102,7 @@ def card_json(card: call_pb2.CallCard, public_url: str) -> dict[str, Any]:
         "channel_name": card.channel_name,
         "direction": DIRECTION.name(card.direction),
         "phone": card.phone,
+        "phone_display": card.phone_display,
         "contact_name": card.contact_name,
         "call_status": STATUS.name(card.state),
         "user_id": card.user_id if card.HasField("user_id") else None,

@@ -1,25 +1,46 @@
-"""The gateway's one gRPC channel to core, and the calls it makes on it (each with a deadline)."""
+"""The gateway's one client of core: its gRPC channel, and every call the resources make on it,
+each with its metadata (a token, the request id), its deadline and its errors as HTTP errors.
+
+A call goes with the gateway's own service token (the PBX's requests, `_as_service`) or with
+the caller's token as it came (`_as_caller`, `_caller_stream`); core decides what a caller
+may see.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import falcon.asgi
 import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+import vats_rpc
 from gateway import errors
 from gateway.config import Config
 from gateway.convert import channel_ref
-from telephony.v1 import call_pb2, call_service_pb2, call_service_pb2_grpc
+from telephony.v1 import (
+    call_pb2,
+    call_service_pb2,
+    call_service_pb2_grpc,
+    directory_service_pb2,
+    directory_service_pb2_grpc,
+)
+from vats_rpc import Metadata
+
+# The rules of a token as metadata, where the gateway's request handling finds them.
+from vats_rpc import bearer as bearer
+from vats_rpc import is_metadata_safe as is_metadata_safe
 
 log = logging.getLogger("gateway")
 
-Metadata = tuple[tuple[str, str], ...]
+# A stub's method: called with a request, metadata and a timeout.
+Rpc = Callable[..., Any]
 
 # Reconnect to a restarted core within about a second, not after gRPC's default
 # backoff of up to two minutes; requests meanwhile get 503 with Retry-After.
@@ -31,18 +52,18 @@ CHANNEL_OPTIONS = (
     ("grpc.keepalive_timeout_ms", 10_000),
 )
 
-
 # How long core's acceptance of the service token stands before readiness asks again.
 TOKEN_RECHECK_SECONDS = 30.0
 
+# Where the request being answered came from (set for each request by `process_request`):
+# every call made for it tells core, whose audit log records it.
+CLIENT_ADDRESS: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "client_address", default=None
+)
+CLIENT_ADDRESS_KEY = "x-client-address"
 
-def bearer(token: str) -> str:
-    return f"Bearer {token}"
-
-
-def is_metadata_safe(value: str) -> bool:
-    """gRPC refuses metadata values outside printable ASCII; such tokens are no tokens."""
-    return value.isascii() and value.isprintable()
+# What core's health service says of a service (see `CoreClient.health`).
+SERVING, NOT_SERVING, UNREACHABLE = "serving", "not_serving", "unreachable"
 
 
 class CoreClient:
@@ -52,6 +73,8 @@ class CoreClient:
         self._config = config
         self._channel: grpc.aio.Channel | None = None
         self._calls: call_service_pb2_grpc.CallServiceStub | None = None
+        self._health: health_pb2_grpc.HealthStub | None = None
+        self._directory: directory_service_pb2_grpc.DirectoryServiceStub | None = None
         # What core last said of the service token: when it took it, or why it refused it.
         self._token_accepted_at: float | None = None
         self._token_refusal: str | None = None
@@ -62,40 +85,218 @@ class CoreClient:
     async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
         await self.close()
 
+    async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        # The client as uvicorn reports it: the peer, or the one a trusted proxy names.
+        CLIENT_ADDRESS.set(req.remote_addr or None)
+
     def open(self) -> None:
         if self._channel is None:
             self._channel = grpc.aio.insecure_channel(
                 self._config.core_target, options=CHANNEL_OPTIONS
             )
             self._calls = call_service_pb2_grpc.CallServiceStub(self._channel)
+            self._health = health_pb2_grpc.HealthStub(self._channel)
+            self._directory = directory_service_pb2_grpc.DirectoryServiceStub(self._channel)
 
     async def close(self) -> None:
-        channel, self._channel, self._calls = self._channel, None, None
+        channel, self._channel, self._calls, self._health = self._channel, None, None, None
+        self._directory = None
         if channel is not None:
             await channel.close()
 
     @property
-    def channel(self) -> grpc.aio.Channel:
-        # Servers that skip the ASGI lifespan still get a channel, on first use.
-        self.open()
-        assert self._channel is not None
-        return self._channel
-
-    @property
     def calls(self) -> call_service_pb2_grpc.CallServiceStub:
+        # Servers that skip the ASGI lifespan still get a channel, on first use.
         self.open()
         assert self._calls is not None
         return self._calls
 
-    def service_metadata(self, request_id: str) -> Metadata:
-        token = self._config.service_token
-        auth = (("authorization", bearer(token)),) if token else ()
-        return (*auth, ("x-request-id", request_id))
+    @property
+    def directory(self) -> directory_service_pb2_grpc.DirectoryServiceStub:
+        self.open()
+        assert self._directory is not None
+        return self._directory
 
-    @staticmethod
-    def caller_metadata(authorization: str | None, request_id: str) -> Metadata:
-        auth = (("authorization", authorization),) if authorization else ()
-        return (*auth, ("x-request-id", request_id))
+    @property
+    def health_service(self) -> health_pb2_grpc.HealthStub:
+        self.open()
+        assert self._health is not None
+        return self._health
+
+    # The PBX's requests, made with the gateway's own token.
+
+    async def create_call(
+        self, request: call_service_pb2.CreateCallRequest, request_id: str
+    ) -> call_pb2.Call:
+        return (await self._as_service(self.calls.CreateCall, request, request_id)).call
+
+    async def update_call(
+        self, request: call_service_pb2.UpdateCallRequest, request_id: str
+    ) -> call_pb2.Call:
+        return (await self._as_service(self.calls.UpdateCall, request, request_id)).call
+
+    async def upload_record(
+        self, channel_key: str, file_name: str, chunks: AsyncIterator[bytes], request_id: str
+    ) -> call_pb2.Recording:
+        """Streams chunks to core as they come; an error raised by `chunks` cancels the upload."""
+        call = self.calls.UploadRecord(
+            metadata=self.service_metadata(request_id), timeout=self._config.record_timeout
+        )
+        metadata = call_service_pb2.UploadRecordRequest.Metadata(
+            channel=channel_ref(channel_key), file_name=file_name
+        )
+        try:
+            await _send_upload(call, metadata, chunks)
+            response = await call
+        except grpc.aio.AioRpcError as error:
+            raise self._error(error, service_auth=True) from error
+        except BaseException:
+            call.cancel()
+            raise
+        self._token_accepted()
+        return response.recording
+
+    # The callers' requests, made with the caller's token as it came.
+
+    async def list_calls(
+        self, request: call_service_pb2.ListCallsRequest, authorization: str | None, request_id: str
+    ) -> call_service_pb2.ListCallsResponse:
+        return await self._as_caller(self.calls.ListCalls, request, authorization, request_id)
+
+    async def get_call(
+        self, request: call_service_pb2.GetCallRequest, authorization: str | None, request_id: str
+    ) -> call_service_pb2.GetCallResponse:
+        return await self._as_caller(self.calls.GetCall, request, authorization, request_id)
+
+    def watch_cards(
+        self,
+        request: call_service_pb2.WatchCallCardsRequest,
+        authorization: str | None,
+        request_id: str,
+    ) -> grpc.aio.UnaryStreamCall:
+        return self._caller_stream(self.calls.WatchCallCards, request, authorization, request_id)
+
+    async def list_callbacks(
+        self,
+        request: call_service_pb2.ListCallbacksRequest,
+        authorization: str | None,
+        request_id: str,
+    ) -> call_service_pb2.ListCallbacksResponse:
+        return await self._as_caller(self.calls.ListCallbacks, request, authorization, request_id)
+
+    async def mark_called_back(
+        self,
+        request: call_service_pb2.MarkCalledBackRequest,
+        authorization: str | None,
+        request_id: str,
+    ) -> call_service_pb2.MarkCalledBackResponse:
+        return await self._as_caller(self.calls.MarkCalledBack, request, authorization, request_id)
+
+    async def get_board(
+        self, request: call_service_pb2.GetBoardRequest, authorization: str | None, request_id: str
+    ) -> call_service_pb2.GetBoardResponse:
+        return await self._as_caller(self.calls.GetBoard, request, authorization, request_id)
+
+    def watch_board(
+        self,
+        request: call_service_pb2.WatchBoardRequest,
+        authorization: str | None,
+        request_id: str,
+    ) -> grpc.aio.UnaryStreamCall:
+        return self._caller_stream(self.calls.WatchBoard, request, authorization, request_id)
+
+    # Stream tickets and the audit log (DirectoryService), with the caller's token.
+
+    async def issue_stream_ticket(
+        self, authorization: str | None, request_id: str
+    ) -> directory_service_pb2.IssueStreamTicketResponse:
+        request = directory_service_pb2.IssueStreamTicketRequest()
+        return await self._as_caller(
+            self.directory.IssueStreamTicket, request, authorization, request_id
+        )
+
+    async def list_audit_entries(
+        self,
+        request: directory_service_pb2.ListAuditEntriesRequest,
+        authorization: str | None,
+        request_id: str,
+    ) -> directory_service_pb2.ListAuditEntriesResponse:
+        return await self._as_caller(
+            self.directory.ListAuditEntries, request, authorization, request_id
+        )
+
+    def export_audit_entries(
+        self,
+        request: directory_service_pb2.ExportAuditEntriesRequest,
+        authorization: str | None,
+        request_id: str,
+    ) -> grpc.aio.UnaryStreamCall:
+        return self._caller_stream(
+            self.directory.ExportAuditEntries, request, authorization, request_id
+        )
+
+    def download_record(
+        self,
+        request: call_service_pb2.DownloadRecordRequest,
+        authorization: str | None,
+        request_id: str,
+    ) -> grpc.aio.UnaryStreamCall:
+        """With a signed link (expires, signature) the gateway vouches with its own token
+        and core checks the signature; otherwise the caller's token decides."""
+        signed = bool(request.expires or request.signature)
+        metadata = (
+            self.service_metadata(request_id)
+            if signed
+            else caller_metadata(authorization, request_id)
+        )
+        return self.calls.DownloadRecord(
+            request, metadata=metadata, timeout=self._config.record_timeout
+        )
+
+    # What every call shares: metadata, deadlines, errors.
+
+    def service_metadata(self, request_id: str) -> Metadata:
+        return (
+            *vats_rpc.token_metadata(self._config.service_token, request_id),
+            *_client_address(),
+        )
+
+    async def _as_service(self, rpc: Rpc, request: Any, request_id: str) -> Any:
+        """A unary call with the gateway's own token and the unary deadline."""
+        metadata = self.service_metadata(request_id)
+        response = await self._unary(rpc, request, metadata, service_auth=True)
+        self._token_accepted()
+        return response
+
+    async def _as_caller(
+        self, rpc: Rpc, request: Any, authorization: str | None, request_id: str
+    ) -> Any:
+        """A unary call with the caller's token and the unary deadline."""
+        metadata = caller_metadata(authorization, request_id)
+        return await self._unary(rpc, request, metadata, service_auth=False)
+
+    async def _unary(
+        self, rpc: Rpc, request: Any, metadata: Metadata, *, service_auth: bool
+    ) -> Any:
+        try:
+            return await rpc(request, metadata=metadata, timeout=self._config.core_timeout)
+        except grpc.aio.AioRpcError as error:
+            raise self._error(error, service_auth=service_auth) from error
+
+    def _caller_stream(
+        self, rpc: Rpc, request: Any, authorization: str | None, request_id: str
+    ) -> grpc.aio.UnaryStreamCall:
+        """A server stream with the caller's token and the stream deadline; its failures
+        come when it is read (turn them into HTTP errors with `rpc_error`)."""
+        return rpc(
+            request,
+            metadata=caller_metadata(authorization, request_id),
+            timeout=self._config.watch_timeout,
+        )
+
+    def rpc_error(self, error: grpc.RpcError, *, service_auth: bool = False) -> errors.GatewayError:
+        """The HTTP error for a failed call (service_auth: made with the gateway's token)."""
+        return self._error(error, service_auth=service_auth)
 
     def _error(self, error: grpc.RpcError, *, service_auth: bool) -> errors.GatewayError:
         status = errors.CoreStatus.of(error)
@@ -105,18 +306,25 @@ class CoreClient:
             status, service_auth=service_auth, retry_after=self._config.retry_after
         )
 
-    def _token_accepted(self) -> None:
-        self._token_accepted_at, self._token_refusal = time.monotonic(), None
+    # Health and readiness.
 
-    def _token_refused(self, status: errors.CoreStatus) -> None:
-        self._token_accepted_at = None
-        if not self._config.service_token:
-            self._token_refusal = "the gateway has no service token: set VATS_SERVICE_TOKEN"
-        else:
-            self._token_refusal = (
-                f"core refuses the gateway's service token ({status.message or 'refused'}):"
-                " check VATS_SERVICE_TOKEN"
+    async def healthy(self) -> bool:
+        return await self.health() == SERVING
+
+    async def health(self, service: str = "") -> str:
+        """What core's health service says of `service` ("" for core as a whole): SERVING,
+        NOT_SERVING (also for a service it does not know) or UNREACHABLE."""
+        try:
+            reply = await self.health_service.Check(
+                health_pb2.HealthCheckRequest(service=service),
+                timeout=self._config.health_timeout,
             )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return NOT_SERVING
+            log.warning("core health check failed: %s", error.code().name)
+            return UNREACHABLE
+        return SERVING if reply.status == health_pb2.HealthCheckResponse.SERVING else NOT_SERVING
 
     async def service_token_refusal(self, request_id: str) -> str | None:
         """Why core refuses the gateway's service token; None while it takes it (or when
@@ -149,102 +357,42 @@ class CoreClient:
         self._token_accepted()
         return None
 
-    async def create_call(
-        self, request: call_service_pb2.CreateCallRequest, request_id: str
-    ) -> call_pb2.Call:
-        response = await self._as_service(self.calls.CreateCall, request, request_id)
-        return response.call
+    def _token_accepted(self) -> None:
+        self._token_accepted_at, self._token_refusal = time.monotonic(), None
 
-    async def update_call(
-        self, request: call_service_pb2.UpdateCallRequest, request_id: str
-    ) -> call_pb2.Call:
-        response = await self._as_service(self.calls.UpdateCall, request, request_id)
-        return response.call
-
-    async def _as_service(self, method: Any, request: Any, request_id: str) -> Any:
-        """A unary call with the gateway's own token and the unary deadline."""
-        try:
-            response = await method(
-                request,
-                metadata=self.service_metadata(request_id),
-                timeout=self._config.core_timeout,
+    def _token_refused(self, status: errors.CoreStatus) -> None:
+        self._token_accepted_at = None
+        if not self._config.service_token:
+            self._token_refusal = "the gateway has no service token: set VATS_SERVICE_TOKEN"
+        else:
+            self._token_refusal = (
+                f"core refuses the gateway's service token ({status.message or 'refused'}):"
+                " check VATS_SERVICE_TOKEN"
             )
-        except grpc.aio.AioRpcError as error:
-            raise self._error(error, service_auth=True) from error
-        self._token_accepted()
-        return response
 
-    async def upload_record(
-        self, channel_key: str, file_name: str, chunks: AsyncIterator[bytes], request_id: str
-    ) -> call_pb2.Recording:
-        """Streams chunks to core as they come; an error raised by `chunks` cancels the upload."""
-        call = self.calls.UploadRecord(
-            metadata=self.service_metadata(request_id), timeout=self._config.record_timeout
-        )
-        metadata = call_service_pb2.UploadRecordRequest.Metadata(
-            channel=channel_ref(channel_key), file_name=file_name
-        )
-        try:
-            try:
-                await call.write(call_service_pb2.UploadRecordRequest(metadata=metadata))
-                async for chunk in chunks:
-                    await call.write(call_service_pb2.UploadRecordRequest(chunk=chunk))
-                await call.done_writing()
-            except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
-                # Core ended the call before the last chunk (a refused format, say).
-                # A write racing that end reports a local INTERNAL error; the status
-                # core sent is the one raised by awaiting the call.
-                pass
-            response = await call
-        except grpc.aio.AioRpcError as error:
-            raise self._error(error, service_auth=True) from error
-        except BaseException:
-            call.cancel()
-            raise
-        self._token_accepted()
-        return response.recording
 
-    def download_record(
-        self,
-        request: call_service_pb2.DownloadRecordRequest,
-        authorization: str | None,
-        request_id: str,
-    ) -> grpc.aio.UnaryStreamCall:
-        """With a signed link (expires, signature) the gateway vouches with its own token
-        and core checks the signature; otherwise the caller's token decides."""
-        signed = bool(request.expires or request.signature)
-        metadata = (
-            self.service_metadata(request_id)
-            if signed
-            else self.caller_metadata(authorization, request_id)
-        )
-        return self.calls.DownloadRecord(
-            request, metadata=metadata, timeout=self._config.record_timeout
-        )
+def caller_metadata(authorization: str | None, request_id: str) -> Metadata:
+    """The metadata of a call made with the caller's credentials."""
+    return (*vats_rpc.metadata(authorization, request_id), *_client_address())
 
-    def watch_cards(
-        self,
-        request: call_service_pb2.WatchCallCardsRequest,
-        authorization: str | None,
-        request_id: str,
-    ) -> grpc.aio.UnaryStreamCall:
-        return self.calls.WatchCallCards(
-            request,
-            metadata=self.caller_metadata(authorization, request_id),
-            timeout=self._config.watch_timeout,
-        )
 
-    def rpc_error(self, error: grpc.RpcError, *, service_auth: bool = False) -> errors.GatewayError:
-        """The HTTP error for a failed call (service_auth: made with the gateway's token)."""
-        return self._error(error, service_auth=service_auth)
+def _client_address() -> Metadata:
+    address = CLIENT_ADDRESS.get()
+    return ((CLIENT_ADDRESS_KEY, address),) if address and is_metadata_safe(address) else ()
 
-    async def healthy(self) -> bool:
-        stub = health_pb2_grpc.HealthStub(self.channel)
-        try:
-            response = await stub.Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=self._config.health_timeout
-            )
-        except grpc.aio.AioRpcError as error:
-            log.warning("core health check failed: %s", error.code().name)
-            return False
-        return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+
+async def _send_upload(
+    call: grpc.aio.StreamUnaryCall,
+    metadata: call_service_pb2.UploadRecordRequest.Metadata,
+    chunks: AsyncIterator[bytes],
+) -> None:
+    try:
+        await call.write(call_service_pb2.UploadRecordRequest(metadata=metadata))
+        async for chunk in chunks:
+            await call.write(call_service_pb2.UploadRecordRequest(chunk=chunk))
+        await call.done_writing()
+    except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
+        # Core ended the call before the last chunk (a refused format, say). A write racing
+        # that end reports a local INTERNAL error; the status core sent is the one raised by
+        # awaiting the call.
+        pass

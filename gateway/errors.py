@@ -12,8 +12,8 @@ from typing import Any
 import falcon
 import falcon.asgi
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
+
+from vats_rpc import RpcStatus
 
 log = logging.getLogger("gateway")
 
@@ -71,6 +71,10 @@ BY_REASON: dict[str, HttpError] = {
     "unsupported_media_type": HttpError(415, "unsupported_media_type"),
     "payload_too_large": HttpError(413, "payload_too_large"),
     "unauthenticated": HttpError(401, "unauthenticated"),
+    # Core's message says when the token expired: the holder needs a new one.
+    "token-expired": HttpError(401, "token-expired"),
+    # A stream ticket unknown, used, expired, or of a token no longer valid: ask for another.
+    "ticket-invalid": HttpError(401, "ticket-invalid"),
     "permission_denied": HttpError(403, "permission_denied"),
     "conflict": HttpError(503, "conflict", client_fault=False, retry=True),
     "rate_limited": HttpError(429, "rate_limited", retry=True),
@@ -125,34 +129,9 @@ class CoreStatus:
 
     @classmethod
     def of(cls, error: grpc.RpcError) -> CoreStatus:
-        code = error.code() if callable(getattr(error, "code", None)) else None
-        details = error.details() if callable(getattr(error, "details", None)) else None
-        reason, fields, retry_after = "", {}, None
-        try:
-            status = rpc_status.from_call(error)
-        except (ValueError, TypeError, AttributeError):
-            status = None
-        for detail in status.details if status is not None else ():
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                reason = info.reason
-            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad_request = error_details_pb2.BadRequest()
-                detail.Unpack(bad_request)
-                for violation in bad_request.field_violations:
-                    fields[violation.field] = violation.description
-            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                retry = error_details_pb2.RetryInfo()
-                detail.Unpack(retry)
-                retry_after = retry.retry_delay.ToTimedelta().total_seconds()
-        return cls(
-            code=code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN,
-            message=details or "",
-            reason=reason,
-            fields=fields or None,
-            retry_after=retry_after,
-        )
+        said = RpcStatus.of(error)
+        fields = dict(said.violations) or None
+        return cls(said.code, said.message, said.reason, fields, said.retry_after)
 
 
 def _mapped(status: CoreStatus) -> HttpError:

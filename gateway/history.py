@@ -12,8 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import falcon.asgi
-import grpc
-import grpc.aio
 
 from gateway import convert
 from gateway.auth import caller_authorization
@@ -21,6 +19,7 @@ from gateway.config import Config
 from gateway.core_client import CoreClient
 from gateway.errors import GatewayError, invalid_fields
 from telephony.v1 import call_pb2, call_service_pb2
+from telephony.v1.call_service_pb2 import ListCallsRequest
 from vocabulary import DIRECTION, STATUS
 
 MAX_PAGE_SIZE = 500
@@ -28,10 +27,7 @@ _ID = re.compile(r"[1-9][0-9]{0,17}")
 _MAX_FILTER_CHARS = 255
 
 
-def _time(message: Any, field: str) -> str | None:
-    if not message.HasField(field):
-        return None
-    return str(getattr(message, field).ToJsonString())
+_time = convert.time_json
 
 
 def _seconds(message: Any, field: str) -> float | None:
@@ -72,18 +68,34 @@ def call_summary(call: call_pb2.Call, public_url: str) -> dict[str, Any]:
         "pbx_call_id": call.pbx_call_id if call.HasField("pbx_call_id") else None,
         "direction": DIRECTION.name(call.direction),
         "phone": call.phone,
+        "phone_display": call.phone_display,
         "phone_e164": call.phone_e164 or None,
         "contact_name": call.ticket.contact.name,
         "call_status": STATUS.name(call.state),
         "user_id": call.user_id if call.HasField("user_id") else None,
+        "user_name": call.user_name,
         "pbx_user_id": call.pbx_user_id if call.HasField("pbx_user_id") else None,
         "created_at": _time(call, "create_time"),
         "answered_at": _time(call, "answer_time"),
         "ended_at": _time(call, "end_time"),
         "updated_at": _time(call, "update_time"),
         "talk_duration_seconds": _seconds(call, "talk_duration"),
+        "wait_seconds": _wait_seconds(call),
         "audio_record": convert.absolute_link(public_url, current),
+        "comments": [
+            {"text": c.text, "author": c.author, "created_at": _time(c, "create_time")}
+            for c in call.ticket.comments
+        ],
     }
+
+
+def _wait_seconds(call: call_pb2.Call) -> float | None:
+    """From creation to answer, or to the end when never answered; None while ringing."""
+    until = "answer_time" if call.HasField("answer_time") else "end_time"
+    if not (call.HasField("create_time") and call.HasField(until)):
+        return None
+    waited = getattr(call, until).ToDatetime() - call.create_time.ToDatetime()
+    return max(0.0, waited.total_seconds())
 
 
 def call_details(call: call_pb2.Call, public_url: str) -> dict[str, Any]:
@@ -94,10 +106,6 @@ def call_details(call: call_pb2.Call, public_url: str) -> dict[str, Any]:
         "status_history": [
             {"call_status": STATUS.name(change.state), "at": _time(change, "time")}
             for change in call.status_history
-        ],
-        "comments": [
-            {"text": c.text, "author": c.author, "created_at": _time(c, "create_time")}
-            for c in ticket.comments
         ],
         "recordings": [recording_json(r, public_url) for r in call.recordings],
         "ticket": {
@@ -126,40 +134,56 @@ def list_request(req: falcon.asgi.Request) -> call_service_pb2.ListCallsRequest:
     """The ListCalls request for the query string; every bad filter is named in one 422."""
     request = call_service_pb2.ListCallsRequest()
     fields: dict[str, str] = {}
+    for read in (_phone, _statuses, _direction, _ids, _bounds, read_page):
+        read(req, request, fields)
+    if fields:
+        raise invalid_fields(fields)
+    return request
 
+
+# Each reads its filters into the request, or says in `fields` what is wrong with them.
+Fields = dict[str, str]
+
+
+def _phone(req: falcon.asgi.Request, request: ListCallsRequest, fields: Fields) -> None:
     phone = (req.get_param("phone") or "").strip()
     if len(phone) > _MAX_FILTER_CHARS:
         fields["phone"] = "too long"
     elif phone:
         request.phone = phone
 
+
+def _statuses(req: falcon.asgi.Request, request: ListCallsRequest, fields: Fields) -> None:
     statuses = [
         part.strip()
         for value in req.get_param_as_list("status") or []
         for part in value.split(",")
         if part.strip()
     ]
-    unknown = [s for s in statuses if s not in STATUS]
-    if unknown:
+    if any(s not in STATUS for s in statuses):
         fields["status"] = "one of " + ", ".join(STATUS.names)
     else:
         request.states.extend(dict.fromkeys(STATUS.number(s) for s in statuses))
 
+
+def _direction(req: falcon.asgi.Request, request: ListCallsRequest, fields: Fields) -> None:
     direction = (req.get_param("direction") or "").strip()
     if direction and direction not in DIRECTION:
         fields["direction"] = " or ".join(DIRECTION.names)
     elif direction:
         request.direction = DIRECTION.number(direction)
 
-    for name in ("employee", "channel"):
+
+def _ids(req: falcon.asgi.Request, request: ListCallsRequest, fields: Fields) -> None:
+    for name, field in (("employee", "employee_id"), ("channel", "channel_id")):
         raw = (req.get_param(name) or "").strip()
         if raw and not _ID.fullmatch(raw):
             fields[name] = "a positive whole number"
-        elif raw and name == "employee":
-            request.employee_id = int(raw)
         elif raw:
-            request.channel_id = int(raw)
+            setattr(request, field, int(raw))
 
+
+def _bounds(req: falcon.asgi.Request, request: ListCallsRequest, fields: Fields) -> None:
     bounds: dict[str, datetime] = {}
     for name, field in (("from", "create_time_from"), ("to", "create_time_to")):
         raw = (req.get_param(name) or "").strip()
@@ -173,21 +197,23 @@ def list_request(req: falcon.asgi.Request) -> call_service_pb2.ListCallsRequest:
     if "from" in bounds and "to" in bounds and bounds["from"] >= bounds["to"]:
         fields["to"] = "must be later than from"
 
+
+def read_page(
+    req: falcon.asgi.Request,
+    request: ListCallsRequest | call_service_pb2.ListCallbacksRequest,
+    fields: Fields,
+) -> None:
+    """`page_size` and `page_token`, as every paged listing reads them."""
     raw_size = (req.get_param("page_size") or "").strip()
-    if raw_size:
-        if not raw_size.isdigit() or not 1 <= int(raw_size) <= MAX_PAGE_SIZE:
-            fields["page_size"] = f"a whole number from 1 to {MAX_PAGE_SIZE}"
-        else:
-            request.page_size = int(raw_size)
+    if raw_size and (not raw_size.isdigit() or not 1 <= int(raw_size) <= MAX_PAGE_SIZE):
+        fields["page_size"] = f"a whole number from 1 to {MAX_PAGE_SIZE}"
+    elif raw_size:
+        request.page_size = int(raw_size)
     token = (req.get_param("page_token") or "").strip()
     if len(token) > 1024:
         fields["page_token"] = "not a token from a previous page"
     elif token:
         request.page_token = token
-
-    if fields:
-        raise invalid_fields(fields)
-    return request
 
 
 class CallHistoryResource:
@@ -201,14 +227,7 @@ class CallHistoryResource:
         req.context.action = "list_calls"
         authorization = caller_authorization(req)
         request = list_request(req)
-        try:
-            reply = await self._core.calls.ListCalls(
-                request,
-                metadata=CoreClient.caller_metadata(authorization, req.context.request_id),
-                timeout=self._config.core_timeout,
-            )
-        except grpc.aio.AioRpcError as error:
-            raise self._core.rpc_error(error) from error
+        reply = await self._core.list_calls(request, authorization, req.context.request_id)
         resp.media = {
             "data": [
                 call_summary(call, self._config.public_url_for(req.scheme)) for call in reply.calls
@@ -232,12 +251,6 @@ class CallResource:
         authorization = caller_authorization(req)
         if not _ID.fullmatch(call_id):
             raise GatewayError(404, "not_found", "call not found")
-        try:
-            reply = await self._core.calls.GetCall(
-                call_service_pb2.GetCallRequest(call_id=int(call_id)),
-                metadata=CoreClient.caller_metadata(authorization, req.context.request_id),
-                timeout=self._config.core_timeout,
-            )
-        except grpc.aio.AioRpcError as error:
-            raise self._core.rpc_error(error) from error
+        request = call_service_pb2.GetCallRequest(call_id=int(call_id))
+        reply = await self._core.get_call(request, authorization, req.context.request_id)
         resp.media = {"data": call_details(reply.call, self._config.public_url_for(req.scheme))}

@@ -1,5 +1,36 @@
-"""The gateway's structured logs: see vats_logs."""
+"""The gateway's structured logs: see vats_logs; stream tickets are scrubbed as tokens are.
 
-from vats_logs import REQUEST_ID, JsonFormatter, redact, setup
+The gateway logs requests by route template (never a raw path or query string) and
+uvicorn's own access log is off: this is the last line of defence behind that, for a
+`?ticket=` or `?access_token=` quoted in any other message.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import vats_logs
+from vats_logs import REQUEST_ID
 
 __all__ = ["REQUEST_ID", "JsonFormatter", "redact", "setup"]
+
+_TICKET = re.compile(r"(?i)(ticket=)[^&\s\"'\\]+")
+
+
+def redact(text: str) -> str:
+    return _TICKET.sub(r"\1[redacted]", vats_logs.redact(text))
+
+
+class JsonFormatter(vats_logs.JsonFormatter):
+    """vats_logs' JSON lines, with stream tickets redacted too."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def setup(level: str = "INFO") -> None:
+    """Route every logger of the process to stderr as JSON lines (see vats_logs.setup)."""
+    vats_logs.setup(level)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(JsonFormatter())

@@ -1,8 +1,9 @@
 """The OpenAPI document served at /openapi.json, built at start from openapi_source.json.
 
 The source writes each repeated schema once, under `x-fragments`, and names its enums of
-call statuses, directions and recording formats instead of listing them: the values come
-from the proto enums, so the document cannot disagree with what core sends and accepts.
+call statuses, directions, recording formats, callback and employee states instead of listing
+them: the values come from the proto enums, so the document cannot disagree with what core
+sends and accepts.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from typing import Any
 import falcon
 import falcon.asgi
 
-from vocabulary import DIRECTION, FORMAT, STATUS
+from vocabulary import (
+    CALLBACK_RESOLUTION,
+    CALLBACK_STATE,
+    DIRECTION,
+    EMPLOYEE_STATE,
+    FORMAT,
+    STATUS,
+)
 
 SOURCE_PATH = pathlib.Path(__file__).with_name("openapi_source.json")
 _FRAGMENT = "#/x-fragments/"
@@ -24,6 +32,9 @@ PROTO_ENUMS: dict[str, tuple[str, ...]] = {
     "call_status": STATUS.names,
     "direction": DIRECTION.names,
     "recording_format": FORMAT.names,
+    "callback_state": CALLBACK_STATE.names,
+    "callback_resolution": CALLBACK_RESOLUTION.names,
+    "employee_state": EMPLOYEE_STATE.names,
 }
 
 

@@ -90,7 +90,6 @@ class RecordsResource:
         resp.content_type = recording.content_type or "application/octet-stream"
         resp.content_length = length
         resp.set_header("Accept-Ranges", "bytes")
-        resp.set_header("Cache-Control", "private, max-age=0")
         resp.stream = _body(call, length, recording_id)
 
     async def _open(

@@ -66,10 +66,11 @@ def note(
     action: Action,
     at: datetime,
     target: object = "",
+    /,
     **details: object,
 ) -> None:
     """Add the entry of `action` to the unit of work that does it. Details left None
-    are left out. Without an actor (the seed, core's own upkeep) nothing is noted."""
+    are left out; the parameters are positional so that a detail may be called `action`. Without an actor (the seed, core's own upkeep) nothing is noted."""
     if actor is None:
         return
     uow.audit.add(
@@ -101,6 +102,7 @@ def record(
     action: Action,
     at: datetime,
     target: object = "",
+    /,
     **details: object,
 ) -> None:
     """Store the entry of a read in a unit of its own: the read's data is handed out
@@ -146,7 +148,7 @@ class AuditTrail:
         self.clock = clock
 
     def record(
-        self, actor: Principal | None, action: Action, target: object = "", **details: object
+        self, actor: Principal | None, action: Action, target: object = "", /, **details: object
     ) -> None:
         """Store the entry of a read of personal data before the data is handed out."""
         record(self.store, actor, action, self.clock(), target, **details)

@@ -1,52 +1,51 @@
-// Agent page: live call cards for one employee, fed by the SSE card stream.
+// Agent page: the employee's live call cards (Now), the calls it could see (Recent) and the
+// missed callers waiting for a callback (Missed).
 // All data from the server is written with textContent or validated attributes, never as HTML.
 'use strict';
 
 (() => {
-  const STREAM_PATH = '/api/v2/telephony/cards/stream';
-  const HISTORY_PATH = '/api/v2/telephony/history/';
+  const I = window.VatsI18n;
+  const S = window.VatsSession;
+  const t = I.t;
+  const { text, setText, field } = S;
+
+  const CARDS_STREAM = '/api/v2/telephony/cards/stream';
+  const HISTORY_PATH = '/api/v2/telephony/history';
+  const CALLBACKS_PATH = '/api/v2/telephony/callbacks';
   const TOKEN_KEY = 'vats-bridge.agent.token';
-  const BACKOFF_MIN_MS = 500;
-  const BACKOFF_MAX_MS = 30000;
-  const PROBE_TIMEOUT_MS = 10000;
-  const HEALTHY_STREAM_MS = 10000;
+  const VIEWS = ['now', 'recent', 'missed'];
+  const RECENT_PAGE = 25;
+  const MISSED_PAGE = 50;
+  const REFRESH_MS = 15000;
+  const EVENT_REFRESH_MS = 300;
   const FADE_MS = window.matchMedia('(prefers-reduced-motion: reduce)').matches ? 0 : 450;
   const ANNOUNCE_BATCH_MS = 400;
-  const BASE_TITLE = 'Calls · vats-bridge';
 
-  // The API's names come from the gateway (/agent/vocabulary.js, made from the protos);
-  // a label is its name as words: 'in-progress' reads 'In progress'.
+  // The API's names come from the gateway (/agent/vocabulary.js, made from the protos).
   const VOCABULARY = window.VATS_VOCABULARY;
-  const asLabel = (name) => name.charAt(0).toUpperCase() + name.slice(1).replaceAll('-', ' ');
-  const labels = (names) => new Map(names.map((name) => [name, asLabel(name)]));
-  const STATUS_LABELS = labels(VOCABULARY.statuses);
   const ACTIVE_STATUSES = new Set(VOCABULARY.activeStatuses);
-  const DIRECTION_LABELS = labels(VOCABULARY.directions);
-  const CONNECTION_TEXT = {
-    'signed-out': 'Signed out',
-    connecting: 'Connecting…',
-    live: 'Live',
-    reconnecting: 'Disconnected · reconnecting…',
-    rejected: 'Token rejected',
-  };
+  const FINAL_STATUSES = VOCABULARY.statuses.filter((name) => !ACTIVE_STATUSES.has(name));
 
   const byId = (id) => document.getElementById(id);
   const ui = {
     status: byId('connection-status'),
-    statusText: document.querySelector('#connection-status .conn-text'),
     retryNow: byId('retry-now'),
     signOut: byId('sign-out'),
+    lang: byId('lang-select'),
     signin: byId('signin'),
     form: byId('token-form'),
     tokenInput: byId('token-input'),
+    remember: byId('remember-me'),
     tokenError: byId('token-error'),
-    board: byId('board'),
+    workspace: byId('workspace'),
+    tabs: [...document.querySelectorAll('[role="tab"]')],
+    now: byId('view-now'),
     staleNote: byId('stale-note'),
     count: byId('call-count'),
+    missedCount: byId('missed-count'),
     empty: byId('empty-state'),
     list: byId('cards'),
     announcer: byId('announcer'),
-    template: byId('card-template'),
     details: byId('details'),
     detailsTitle: byId('details-title'),
     detailsError: byId('details-error'),
@@ -54,207 +53,119 @@
     detailsClose: byId('details-close'),
   };
 
+  const store = S.tokenStore(TOKEN_KEY);
+  const badge = S.connectionBadge(ui.status, ui.retryNow, t);
   const state = {
     token: null,
-    source: null,
-    opened: false,
-    openedAt: 0,
-    generation: 0, // bumped whenever a connection is replaced or dropped; stale callbacks ignore themselves
+    stream: null,
     lastEventId: null,
-    attempt: 0,
-    retryTimer: null,
-    retryDue: 0,
-    connection: 'signed-out',
+    view: 'now',
     cards: new Map(), // call id (string) -> {el, card, leaveTimer}
     announceQueue: [],
     announceTimer: null,
+    eventRefresh: null,
+    openCount: null,
   };
 
-  // ---- token storage (localStorage can be unavailable, e.g. in some private modes) ----
-
-  function loadToken() {
-    try {
-      return window.localStorage.getItem(TOKEN_KEY);
-    } catch {
-      return null;
-    }
+  function fromTemplate(id) {
+    const el = byId(id).content.firstElementChild.cloneNode(true);
+    I.apply(el);
+    return el;
   }
 
-  function saveToken(token) {
-    try {
-      window.localStorage.setItem(TOKEN_KEY, token);
-    } catch {
-      // the token then lives only as long as this page
-    }
+  // ---- how a call's parts read ----
+
+  function callIdOf(call) {
+    const id = S.positiveId(call.call_id);
+    return id === null ? null : String(id);
   }
 
-  function forgetToken() {
-    try {
-      window.localStorage.removeItem(TOKEN_KEY);
-    } catch {
-      // nothing stored
-    }
+  function renderPhone(link, call) {
+    const raw = text(call.phone);
+    setText(link, text(call.phone_display) || raw || t('call.unknown-number'));
+    // The number as the PBX sent it, on hover; the one people read is the link's text.
+    if (raw) link.setAttribute('title', raw);
+    else link.removeAttribute('title');
+    const href = S.telHref(raw);
+    if (href) link.setAttribute('href', href);
+    else link.removeAttribute('href');
   }
 
-  // ---- connection ----
-
-  function streamUrl() {
-    const params = new URLSearchParams({ access_token: state.token });
-    // A new EventSource cannot send Last-Event-ID itself; the gateway also reads it from the query.
-    if (state.lastEventId) params.set('last_event_id', state.lastEventId);
-    return `${STREAM_PATH}?${params.toString()}`;
+  function renderContact(el, call) {
+    const contact = text(call.contact_name);
+    setText(el, contact || t('call.unknown-contact'));
+    el.classList.toggle('is-muted', !contact);
   }
 
-  function connect() {
-    clearRetry();
-    closeSource();
-    const generation = ++state.generation;
-    // After a loss, keep saying "disconnected" until a connection actually opens.
-    if (state.connection !== 'reconnecting') setConnection('connecting');
-    else renderConnectionText();
-    let source;
-    try {
-      source = new EventSource(streamUrl());
-    } catch {
-      scheduleReconnect();
+  function channelText(call) {
+    const id = S.positiveId(call.channel_id);
+    return text(call.channel_name) || (id ? t('call.channel-n', { id }) : t('dash'));
+  }
+
+  function employeeText(call, fallbackKey) {
+    const id = S.positiveId(call.user_id);
+    return text(call.user_name) || (id ? t('call.employee-n', { id }) : t(fallbackKey));
+  }
+
+  function renderTicket(link, call) {
+    const ticketId = S.positiveId(call.ticket_id);
+    const callId = callIdOf(call);
+    if (ticketId === null) {
+      setText(link, t('dash'));
+      link.removeAttribute('href');
+      link.removeAttribute('aria-label');
       return;
     }
-    state.source = source;
-    state.opened = false;
-    source.addEventListener('open', () => {
-      if (generation !== state.generation) return;
-      state.opened = true;
-      state.openedAt = Date.now();
-      setConnection('live');
-    });
-    source.addEventListener('error', () => {
-      if (generation !== state.generation) return;
-      onStreamError(generation);
-    });
-    for (const type of ['show', 'update', 'hide', 'reset']) {
-      source.addEventListener(type, (event) => {
-        if (generation !== state.generation) return;
-        onStreamEvent(type, event);
-      });
-    }
+    setText(link, `#${ticketId}`);
+    if (callId !== null) link.setAttribute('href', `${HISTORY_PATH}/${callId}`);
+    link.setAttribute('aria-label', t('call.ticket-n', { id: ticketId }));
   }
 
-  function closeSource() {
-    if (state.source) {
-      state.source.close();
-      state.source = null;
-    }
-    state.opened = false;
-  }
-
-  function onStreamError(generation) {
-    const wasOpen = state.opened;
-    closeSource();
-    if (wasOpen) {
-      // The stream dropped: reconnect ourselves (with backoff) rather than relying on the browser's
-      // fixed-interval retry, resuming from the last event seen. A stream that lived a while was
-      // healthy, so start the backoff afresh; one that keeps dropping at once keeps backing off.
-      if (Date.now() - state.openedAt >= HEALTHY_STREAM_MS) state.attempt = 0;
-      scheduleReconnect();
+  function renderTime(el, value) {
+    const shown = I.when(value);
+    if (!shown) {
+      setText(el, t('dash'));
+      el.removeAttribute('datetime');
+      el.removeAttribute('title');
       return;
     }
-    // EventSource hides the HTTP status of a failed connection; ask for it once to tell a rejected
-    // token apart from a server that is down.
-    setConnection('reconnecting');
-    probeStatus(generation);
+    el.setAttribute('datetime', new Date(value).toISOString());
+    el.setAttribute('title', I.full(value));
+    setText(el, shown);
   }
 
-  async function probeStatus(generation) {
-    const controller = new AbortController();
-    const timer = window.setTimeout(() => controller.abort(), PROBE_TIMEOUT_MS);
-    let status = 0;
-    let message = '';
-    try {
-      const response = await fetch(streamUrl(), {
-        headers: { Accept: 'text/event-stream' },
-        cache: 'no-store',
-        credentials: 'same-origin',
-        signal: controller.signal,
-      });
-      status = response.status;
-      if (!response.ok) message = await errorMessage(response);
-    } catch {
-      status = 0; // network failure: the server is unreachable
-    } finally {
-      window.clearTimeout(timer);
-      controller.abort(); // never keep the probe's stream open
+  function renderDirection(el, call) {
+    const direction = text(call.direction);
+    field(el, 'direction-wrap').setAttribute('data-direction', direction);
+    setText(field(el, 'direction'), direction ? I.label('direction', direction) : t('details.call'));
+  }
+
+  function seconds(value) {
+    const number = Number(value);
+    return value !== null && value !== undefined && Number.isFinite(number) && number >= 0 ? number : null;
+  }
+
+  // Recording links are signed and re-signed on every answer: a player keeps the link it has
+  // while it is playing or part-way through, so that a refresh never restarts it.
+  function renderRecording(wrap, audio, value) {
+    const url = S.safeHttpUrl(value);
+    if (url === null) {
+      wrap.hidden = true;
+      if (audio.hasAttribute('src')) {
+        audio.removeAttribute('src');
+        audio.load();
+      }
+      return;
     }
-    if (generation !== state.generation) return;
-    if (status === 401 || status === 403) {
-      onTokenRejected(status, message);
-    } else if (status === 400 && state.lastEventId) {
-      // The server no longer accepts our resume point: start afresh (it sends a snapshot).
-      state.lastEventId = null;
-      clearCards();
-      scheduleReconnect();
-    } else if (status >= 400 && status < 500 && status !== 408 && status !== 429) {
-      // Retrying cannot fix this (e.g. a service token instead of an employee token).
-      onTokenRejected(status, message);
-    } else {
-      scheduleReconnect();
-    }
+    wrap.hidden = false;
+    const current = audio.getAttribute('src');
+    if (current === url) return;
+    const samePath = current !== null && new URL(current).pathname === new URL(url).pathname;
+    const untouched = audio.paused && audio.currentTime === 0;
+    if (!samePath || untouched) audio.setAttribute('src', url);
   }
 
-  async function errorMessage(response) {
-    try {
-      const body = await response.json();
-      const message = body && body.error && body.error.message;
-      return typeof message === 'string' ? message : '';
-    } catch {
-      return '';
-    }
-  }
-
-  function scheduleReconnect() {
-    clearRetry();
-    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** state.attempt);
-    const delay = Math.round(base * (0.75 + Math.random() * 0.5));
-    state.attempt += 1;
-    state.retryDue = Date.now() + delay;
-    state.retryTimer = window.setTimeout(connect, delay);
-    setConnection('reconnecting');
-  }
-
-  function clearRetry() {
-    if (state.retryTimer !== null) {
-      window.clearTimeout(state.retryTimer);
-      state.retryTimer = null;
-    }
-    state.retryDue = 0;
-  }
-
-  function stopConnection() {
-    state.generation += 1;
-    clearRetry();
-    closeSource();
-    state.attempt = 0;
-  }
-
-  function setConnection(name) {
-    state.connection = name;
-    ui.status.dataset.state = name;
-    renderConnectionText();
-    ui.retryNow.hidden = name !== 'reconnecting';
-    ui.board.setAttribute('aria-busy', name === 'connecting' ? 'true' : 'false');
-    ui.board.classList.toggle('is-stale', name === 'reconnecting');
-    refreshSummary();
-  }
-
-  function renderConnectionText() {
-    let text = CONNECTION_TEXT[state.connection] || state.connection;
-    if (state.connection === 'reconnecting' && state.retryDue) {
-      const seconds = Math.max(0, Math.ceil((state.retryDue - Date.now()) / 1000));
-      if (seconds > 0) text = `Disconnected · reconnecting in ${seconds} s`;
-    }
-    if (ui.statusText.textContent !== text) ui.statusText.textContent = text;
-  }
-
-  // ---- stream events ----
+  // ---- Now: live cards ----
 
   function onStreamEvent(type, event) {
     if (event.lastEventId) state.lastEventId = event.lastEventId;
@@ -268,13 +179,7 @@
     if (type === 'show' || type === 'update') upsertCard(data);
     else if (type === 'hide') hideCard(data);
     else if (type === 'reset') clearCards();
-  }
-
-  // ---- cards ----
-
-  function callIdOf(card) {
-    const id = Number(card.call_id);
-    return Number.isSafeInteger(id) ? String(id) : null;
+    refreshListsSoon();
   }
 
   function upsertCard(card) {
@@ -283,7 +188,7 @@
     let entry = state.cards.get(id);
     const isNew = entry === undefined;
     if (isNew) {
-      const el = ui.template.content.firstElementChild.cloneNode(true);
+      const el = fromTemplate('card-template');
       el.setAttribute('data-call-id', id);
       entry = { el, card, leaveTimer: null };
       state.cards.set(id, entry);
@@ -308,6 +213,10 @@
     const id = callIdOf(card);
     if (id === null) return;
     const entry = state.cards.get(id);
+    // A call that ended goes to Recent at once; the next refresh brings its full record.
+    if (!ACTIVE_STATUSES.has(text(card.call_status))) {
+      recent.insert({ ...(entry ? entry.card : {}), ...card });
+    }
     if (entry === undefined || entry.leaveTimer !== null) return;
     // Show the final state (e.g. "Answered") while the card fades out.
     entry.card = { ...entry.card, ...card };
@@ -331,15 +240,10 @@
     refreshSummary();
   }
 
-  function sortKey(card) {
-    const time = Date.parse(card.created_at);
-    return [Number.isNaN(time) ? 0 : time, Number(card.call_id) || 0];
-  }
-
   function isNewer(a, b) {
-    const [ta, ia] = sortKey(a);
-    const [tb, ib] = sortKey(b);
-    return ta !== tb ? ta > tb : ia > ib;
+    const ta = Date.parse(a.created_at) || 0;
+    const tb = Date.parse(b.created_at) || 0;
+    return ta !== tb ? ta > tb : (Number(a.call_id) || 0) > (Number(b.call_id) || 0);
   }
 
   function placeCard(entry) {
@@ -354,157 +258,42 @@
     ui.list.appendChild(entry.el);
   }
 
-  function field(el, name) {
-    return el.querySelector(`[data-field="${name}"]`);
-  }
-
-  function text(value) {
-    if (value === null || value === undefined) return '';
-    return String(value).trim();
-  }
-
   function renderCard(el, card) {
     const status = text(card.call_status);
-    const direction = text(card.direction);
-    const phone = text(card.phone);
-    const contact = text(card.contact_name);
-    const channel = text(card.channel_name);
-    const employee = text(card.user_name);
-    const pbxCallId = text(card.pbx_call_id);
-    const callId = callIdOf(card);
-    const ticketId = Number(card.ticket_id);
-
     el.setAttribute('data-status', status);
-    el.setAttribute('data-direction', direction);
+    el.setAttribute('data-direction', text(card.direction));
     el.classList.toggle('is-active', ACTIVE_STATUSES.has(status));
-
-    const directionLabel = DIRECTION_LABELS.get(direction) || direction || 'Call';
-    setText(field(el, 'direction'), directionLabel);
-
-    const statusLabel = STATUS_LABELS.get(status) || status || 'Unknown';
-    setText(field(el, 'status'), statusLabel);
-
-    const phoneLink = field(el, 'phone');
-    setText(phoneLink, phone ? formatPhone(phone) : 'Unknown number');
-    const dialable = phone.replace(/[^\d+]/g, '');
-    if (dialable) phoneLink.setAttribute('href', `tel:${dialable}`);
-    else phoneLink.removeAttribute('href');
-
-    const contactEl = field(el, 'contact');
-    setText(contactEl, contact || 'Unknown contact');
-    contactEl.classList.toggle('is-muted', !contact);
-
-    const ticket = field(el, 'ticket');
-    if (Number.isSafeInteger(ticketId) && ticketId > 0) {
-      setText(ticket, `#${ticketId}`);
-      if (callId !== null) ticket.setAttribute('href', HISTORY_PATH + callId);
-      ticket.setAttribute('aria-label', `Ticket ${ticketId}`);
-    } else {
-      setText(ticket, '—');
-      ticket.removeAttribute('href');
-      ticket.removeAttribute('aria-label');
-    }
-
-    const channelId = Number(card.channel_id);
-    setText(
-      field(el, 'channel'),
-      channel || (Number.isSafeInteger(channelId) && channelId > 0 ? `Channel ${channelId}` : '—'),
-    );
-
-    const userId = Number(card.user_id);
-    const employeeEl = field(el, 'employee');
-    const hasUser = card.user_id !== null && card.user_id !== undefined && Number.isSafeInteger(userId);
-    setText(employeeEl, employee || (hasUser ? `Employee ${userId}` : 'Not assigned'));
-    employeeEl.classList.toggle('is-muted', !employee && !hasUser);
-
-    setText(field(el, 'call-id'), callId === null ? '—' : callId);
+    renderDirection(el, card);
+    setText(field(el, 'status'), I.label('status', status));
+    renderPhone(field(el, 'phone'), card);
+    renderContact(field(el, 'contact'), card);
+    renderTicket(field(el, 'ticket'), card);
+    setText(field(el, 'channel'), channelText(card));
+    const employee = field(el, 'employee');
+    setText(employee, employeeText(card, 'call.not-assigned'));
+    employee.classList.toggle('is-muted', !text(card.user_name) && S.positiveId(card.user_id) === null);
+    const callId = callIdOf(card);
+    setText(field(el, 'call-id'), callId === null ? t('dash') : callId);
+    const pbxCallId = text(card.pbx_call_id);
     field(el, 'pbx-wrap').hidden = !pbxCallId;
     setText(field(el, 'pbx'), pbxCallId);
-
-    const started = field(el, 'started');
-    const createdAt = new Date(text(card.created_at));
-    if (Number.isNaN(createdAt.getTime())) {
-      setText(started, '—');
-      started.removeAttribute('datetime');
-      started.removeAttribute('title');
-    } else {
-      started.setAttribute('datetime', createdAt.toISOString());
-      started.setAttribute('title', createdAt.toLocaleString());
-      setText(started, formatStarted(createdAt));
-    }
-
-    renderRecording(el, card.audio_record);
+    renderTime(field(el, 'started'), card.created_at);
+    renderRecording(field(el, 'recording-wrap'), field(el, 'audio'), card.audio_record);
     renderElapsed(el, card);
-
-    field(el, 'direction-wrap').setAttribute('data-direction', direction);
-    const article = el.querySelector('article');
-    article.setAttribute(
-      'aria-label',
-      `${directionLabel} call, ${phone || 'unknown number'}${contact ? `, ${contact}` : ''}, ${statusLabel}`,
-    );
-  }
-
-  function renderRecording(el, value) {
-    const wrap = field(el, 'recording-wrap');
-    const audio = field(el, 'audio');
-    const url = safeHttpUrl(value);
-    if (url === null) {
-      wrap.hidden = true;
-      if (audio.hasAttribute('src')) {
-        audio.removeAttribute('src');
-        audio.load();
-      }
-      return;
-    }
-    wrap.hidden = false;
-    if (audio.getAttribute('src') !== url) audio.setAttribute('src', url);
-  }
-
-  function safeHttpUrl(value) {
-    if (typeof value !== 'string' || value === '') return null;
-    try {
-      const url = new URL(value, window.location.href);
-      return url.protocol === 'http:' || url.protocol === 'https:' ? url.href : null;
-    } catch {
-      return null;
-    }
+    const params = {
+      direction: I.label('direction', text(card.direction) || 'call'),
+      phone: text(card.phone_display) || text(card.phone) || t('call.unknown-number'),
+      contact: text(card.contact_name),
+      status: I.label('status', status),
+    };
+    const aria = t(params.contact ? 'card.aria-contact' : 'card.aria', params);
+    el.querySelector('article').setAttribute('aria-label', aria);
   }
 
   function renderElapsed(el, card) {
     const start = Date.parse(card.created_at);
-    const elapsedEl = field(el, 'elapsed');
-    if (Number.isNaN(start)) {
-      setText(elapsedEl, '—');
-      return;
-    }
-    setText(elapsedEl, formatDuration(Math.max(0, Math.floor((Date.now() - start) / 1000))));
-  }
-
-  function setText(el, value) {
-    const next = String(value);
-    if (el.textContent !== next) el.textContent = next;
-  }
-
-  function formatDuration(totalSeconds) {
-    const hours = Math.floor(totalSeconds / 3600);
-    const minutes = Math.floor((totalSeconds % 3600) / 60);
-    const seconds = totalSeconds % 60;
-    const ss = String(seconds).padStart(2, '0');
-    if (hours > 0) return `${hours}:${String(minutes).padStart(2, '0')}:${ss}`;
-    return `${minutes}:${ss}`;
-  }
-
-  function formatStarted(date) {
-    const now = new Date();
-    const time = date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-    if (date.toDateString() === now.toDateString()) return time;
-    return `${date.toLocaleDateString([], { day: 'numeric', month: 'short' })}, ${time}`;
-  }
-
-  function formatPhone(phone) {
-    // Russian numbers in E.164 read better grouped; anything else is shown as given.
-    const match = /^\+7(\d{3})(\d{3})(\d{2})(\d{2})$/.exec(phone);
-    return match ? `+7 ${match[1]} ${match[2]}-${match[3]}-${match[4]}` : phone;
+    const elapsed = field(el, 'elapsed');
+    setText(elapsed, Number.isNaN(start) ? t('dash') : I.clock((Date.now() - start) / 1000));
   }
 
   function visibleCardCount() {
@@ -516,19 +305,16 @@
   function refreshSummary() {
     const count = visibleCardCount();
     setText(ui.count, count);
-    ui.count.setAttribute('aria-label', `${count} active ${count === 1 ? 'call' : 'calls'}`);
+    ui.count.setAttribute('aria-label', t('now.count', { n: count }));
     ui.empty.hidden = count > 0;
-    setText(
-      ui.empty,
-      state.connection === 'live'
-        ? 'No active calls right now. New calls appear here as soon as the phone rings.'
-        : 'Not connected yet: calls appear here once the connection is up.',
-    );
-    ui.staleNote.hidden = state.connection !== 'reconnecting' || count === 0;
-    const ringing = [...state.cards.values()].filter(
-      (entry) => entry.leaveTimer === null && entry.card.call_status === 'ringing',
-    ).length;
-    document.title = ringing > 0 ? `(${ringing}) ${BASE_TITLE}` : BASE_TITLE;
+    setText(ui.empty, badge.name === 'live' ? t('now.empty-live') : t('now.empty-offline'));
+    ui.staleNote.hidden = badge.name !== 'reconnecting' || count === 0;
+    let ringing = 0;
+    for (const entry of state.cards.values()) {
+      if (entry.leaveTimer === null && entry.card.call_status === 'ringing') ringing += 1;
+    }
+    const title = t('agent.page-title');
+    document.title = ringing > 0 ? `(${ringing}) ${title}` : title;
   }
 
   // ---- screen reader announcements, batched so a snapshot of many cards is one message ----
@@ -545,21 +331,388 @@
     state.announceQueue = [];
     state.announceTimer = null;
     if (queue.length === 0) return;
-    let message;
-    if (queue.length === 1) {
-      const card = queue[0];
-      const direction = (DIRECTION_LABELS.get(text(card.direction)) || 'New').toLowerCase();
-      const phone = text(card.phone) || 'unknown number';
-      const contact = text(card.contact_name);
-      const channel = text(card.channel_name);
-      message = `New ${direction} call: ${phone}${contact ? `, ${contact}` : ''}${channel ? `, on ${channel}` : ''}`;
-    } else {
-      message = `${queue.length} new calls`;
+    if (queue.length > 1) {
+      ui.announcer.textContent = t('announce.many', { n: queue.length });
+      return;
     }
-    ui.announcer.textContent = message;
+    const card = queue[0];
+    const parts = [
+      t('announce.one', {
+        direction: I.label('direction', text(card.direction) || 'call').toLowerCase(),
+        phone: text(card.phone) || t('call.unknown-number'),
+      }),
+      text(card.contact_name),
+      text(card.channel_name),
+    ];
+    ui.announcer.textContent = parts.filter(Boolean).join(', ');
   }
 
-  // ---- call details (the ticket link) ----
+  // ---- Recent and Missed: lists loaded from the API a page at a time and kept fresh ----
+
+  // One paged view. `refresh` reloads as many items as are shown (page by page) and puts
+  // them in place, keeping each item's element (a playing recording keeps playing).
+  function pagedList(options) {
+    const list = byId(options.listId);
+    const moreButton = byId(options.moreId);
+    const emptyEl = byId(options.emptyId);
+    const errorEl = byId(options.errorId);
+    const model = {
+      entries: new Map(), // id -> {el, item}
+      order: [], // ids as shown
+      next: null, // the next page's token
+      loaded: false,
+      busy: false,
+      again: false, // a refresh was asked for while busy
+      generation: 0, // bumped by reset: answers for an earlier one are dropped
+    };
+
+    function entryFor(item) {
+      const id = options.idOf(item);
+      let entry = model.entries.get(id);
+      if (entry === undefined) {
+        const el = fromTemplate(options.templateId);
+        el.setAttribute(options.idAttribute, id);
+        entry = { el, item };
+        model.entries.set(id, entry);
+      }
+      entry.item = item;
+      options.render(entry.el, item);
+      return entry;
+    }
+
+    function place(items, next) {
+      const ids = [];
+      for (const item of items) {
+        const id = options.idOf(item);
+        if (id === null || ids.includes(id)) continue;
+        entryFor(item);
+        ids.push(id);
+      }
+      for (const [id, entry] of model.entries) {
+        if (!ids.includes(id)) {
+          entry.el.remove();
+          model.entries.delete(id);
+        }
+      }
+      ids.forEach((id, index) => {
+        const el = model.entries.get(id).el;
+        if (list.children[index] !== el) list.insertBefore(el, list.children[index] || null);
+      });
+      model.order = ids;
+      model.next = next;
+      model.loaded = true;
+      renderState();
+    }
+
+    function renderState() {
+      emptyEl.hidden = !model.loaded || model.order.length > 0;
+      moreButton.hidden = !model.next;
+    }
+
+    function showError(error) {
+      errorEl.hidden = error === null;
+      setText(errorEl, error === null ? '' : t(options.errorKey, { reason: error.message || String(error) }));
+      if (error instanceof S.ApiError && error.status === 401) onTokenRejected(401, error.detail);
+    }
+
+    async function fetchPage(pageToken) {
+      const body = await S.api(state.token, options.url(pageToken));
+      return {
+        body,
+        items: Array.isArray(body && body.data) ? body.data : [],
+        next: (body && body.next_page_token) || null,
+      };
+    }
+
+    async function run(task) {
+      if (!state.token) return;
+      if (model.busy) {
+        model.again = true;
+        return;
+      }
+      model.busy = true;
+      const generation = model.generation;
+      try {
+        await task(() => generation !== model.generation);
+        if (generation === model.generation) showError(null);
+      } catch (error) {
+        if (generation === model.generation) showError(error);
+      } finally {
+        if (generation === model.generation) {
+          model.busy = false;
+          if (model.again) {
+            model.again = false;
+            refresh();
+          }
+        }
+      }
+    }
+
+    function refresh() {
+      return run(async (stale) => {
+        const wanted = Math.max(model.order.length, 1);
+        const items = [];
+        let pageToken = null;
+        let first = true;
+        do {
+          const page = await fetchPage(pageToken);
+          if (stale()) return;
+          if (first && options.onFirstPage) options.onFirstPage(page.body);
+          first = false;
+          items.push(...page.items);
+          pageToken = page.next;
+        } while (pageToken && items.length < wanted);
+        place(items, pageToken);
+      });
+    }
+
+    function more() {
+      if (!model.next) return Promise.resolve();
+      return run(async (stale) => {
+        const page = await fetchPage(model.next);
+        if (stale()) return;
+        place([...model.order.map((id) => model.entries.get(id).item), ...page.items], page.next);
+      });
+    }
+
+    // An item known before the API has it (a call that just ended), put in its place
+    // (before the first item that `options.before` says it comes before).
+    function insert(item) {
+      const id = options.idOf(item);
+      if (id === null || !model.loaded) return;
+      const known = model.entries.get(id);
+      const items = model.order.map((other) => model.entries.get(other).item);
+      if (known) {
+        known.item = { ...known.item, ...item };
+        options.render(known.el, known.item);
+        return;
+      }
+      const index = items.findIndex((other) => options.before(item, other));
+      items.splice(index === -1 ? items.length : index, 0, item);
+      place(items, model.next);
+    }
+
+    function remove(id) {
+      const entry = model.entries.get(id);
+      if (!entry) return;
+      entry.el.remove();
+      model.entries.delete(id);
+      model.order = model.order.filter((other) => other !== id);
+      renderState();
+    }
+
+    function reset() {
+      model.generation += 1;
+      model.busy = false;
+      model.again = false;
+      model.loaded = false;
+      model.next = null;
+      model.order = [];
+      model.entries.clear();
+      list.replaceChildren();
+      errorEl.hidden = true;
+      renderState();
+    }
+
+    function rerender() {
+      for (const entry of model.entries.values()) options.render(entry.el, entry.item);
+    }
+
+    moreButton.addEventListener('click', () => more());
+    // Infinite scroll: reaching the "more" button loads the next page.
+    if ('IntersectionObserver' in window) {
+      new IntersectionObserver((seen) => {
+        if (seen.some((entry) => entry.isIntersecting)) more();
+      }).observe(moreButton);
+    }
+
+    return { refresh, insert, remove, reset, rerender, list };
+  }
+
+  function pageUrl(path, params, pageToken) {
+    const query = new URLSearchParams(params);
+    if (pageToken) query.set('page_token', pageToken);
+    return `${path}?${query.toString()}`;
+  }
+
+  function waitSeconds(call) {
+    const given = seconds(call.wait_seconds);
+    if (given !== null) return given;
+    const start = Date.parse(call.created_at);
+    const answered = Date.parse(call.answered_at);
+    return Number.isNaN(start) || Number.isNaN(answered) ? null : Math.max(0, (answered - start) / 1000);
+  }
+
+  function renderComments(listEl, comments) {
+    const items = Array.isArray(comments) ? comments : [];
+    listEl.hidden = items.length === 0;
+    listEl.replaceChildren(
+      ...items.map((comment) => {
+        const li = document.createElement('li');
+        const said = document.createElement('span');
+        said.textContent = text(comment.text);
+        const meta = document.createElement('span');
+        meta.className = 'is-muted';
+        meta.textContent = [text(comment.author), I.when(comment.created_at)].filter(Boolean).join(' · ');
+        li.append(said, meta);
+        return li;
+      }),
+    );
+  }
+
+  function renderRecent(el, call) {
+    el.setAttribute('data-status', text(call.call_status));
+    renderDirection(el, call);
+    setText(field(el, 'status'), I.label('status', text(call.call_status)));
+    renderTime(field(el, 'started'), call.created_at);
+    renderTicket(field(el, 'ticket'), call);
+    renderPhone(field(el, 'phone'), call);
+    renderContact(field(el, 'contact'), call);
+    const wait = waitSeconds(call);
+    setText(field(el, 'wait'), wait === null ? t('dash') : I.clock(wait));
+    const talk = seconds(call.talk_duration_seconds);
+    setText(field(el, 'talk'), talk === null ? t('dash') : I.clock(talk));
+    setText(field(el, 'employee'), employeeText(call, 'dash'));
+    setText(field(el, 'channel'), channelText(call));
+    renderComments(field(el, 'comments'), call.comments);
+    renderRecording(field(el, 'recording-wrap'), field(el, 'audio'), call.audio_record);
+  }
+
+  const recent = pagedList({
+    listId: 'recent-list',
+    moreId: 'recent-more',
+    emptyId: 'recent-empty',
+    errorId: 'recent-error',
+    templateId: 'recent-template',
+    idAttribute: 'data-call-id',
+    errorKey: 'recent.error',
+    idOf: callIdOf,
+    before: isNewer,
+    render: renderRecent,
+    // Only calls that ended: the active ones are the cards under Now.
+    url: (pageToken) =>
+      pageUrl(HISTORY_PATH, { page_size: RECENT_PAGE, status: FINAL_STATUSES.join(',') }, pageToken),
+  });
+
+  function callbackIdOf(callback) {
+    const id = text(callback.callback_id);
+    return id || null;
+  }
+
+  function renderMissed(el, callback) {
+    renderPhone(field(el, 'phone'), callback);
+    renderContact(field(el, 'contact'), callback);
+    const attempts = Number(callback.attempts) || 1;
+    el.setAttribute('data-attempts', String(attempts));
+    setText(field(el, 'attempts'), t('missed.attempts', { n: attempts }));
+    renderTime(field(el, 'last'), callback.last_missed_at);
+    renderTime(field(el, 'first'), callback.first_missed_at);
+    const since = Date.parse(callback.first_missed_at);
+    setText(
+      field(el, 'waiting'),
+      Number.isNaN(since) ? '' : t('missed.waiting', { span: I.span((Date.now() - since) / 1000) }),
+    );
+    const lastStatus = text(callback.last_status);
+    setText(field(el, 'last-status'), lastStatus ? I.label('status', lastStatus) : t('dash'));
+    setText(field(el, 'channel'), channelText(callback));
+    const call = field(el, 'call');
+    const href = S.telHref(callback.phone);
+    if (href) call.setAttribute('href', href);
+    else call.removeAttribute('href');
+    const mark = field(el, 'mark');
+    if (!mark.disabled) setText(mark, t('missed.mark'));
+  }
+
+  const missed = pagedList({
+    listId: 'missed-list',
+    moreId: 'missed-more',
+    emptyId: 'missed-empty',
+    errorId: 'missed-error',
+    templateId: 'missed-template',
+    idAttribute: 'data-callback-id',
+    errorKey: 'missed.error',
+    idOf: callbackIdOf,
+    render: renderMissed,
+    url: (pageToken) => pageUrl(CALLBACKS_PATH, { state: 'open', page_size: MISSED_PAGE }, pageToken),
+    onFirstPage: (body) => setOpenCount(Number(body && body.open_count)),
+  });
+
+  function setOpenCount(count) {
+    state.openCount = Number.isSafeInteger(count) && count >= 0 ? count : null;
+    ui.missedCount.hidden = !state.openCount;
+    setText(ui.missedCount, state.openCount || 0);
+    ui.missedCount.setAttribute('aria-label', t('missed.count', { n: state.openCount || 0 }));
+  }
+
+  async function markCalledBack(row) {
+    const id = row.getAttribute('data-callback-id');
+    const mark = field(row, 'mark');
+    const error = field(row, 'error');
+    mark.disabled = true;
+    setText(mark, t('missed.marking'));
+    error.hidden = true;
+    try {
+      await S.api(state.token, `${CALLBACKS_PATH}/${encodeURIComponent(id)}/called-back`, { method: 'POST' });
+      missed.remove(id);
+      if (state.openCount) setOpenCount(state.openCount - 1);
+    } catch (failure) {
+      if (failure instanceof S.ApiError && failure.status === 404) {
+        missed.remove(id); // resolved or gone meanwhile
+      } else {
+        mark.disabled = false;
+        setText(mark, t('missed.mark'));
+        setText(error, t('missed.mark-error', { reason: failure.message || String(failure) }));
+        error.hidden = false;
+        return;
+      }
+    }
+    missed.refresh();
+  }
+
+  function refreshLists() {
+    recent.refresh();
+    missed.refresh();
+  }
+
+  // A card event means a call changed: Recent and Missed follow shortly, once per burst.
+  function refreshListsSoon() {
+    if (state.eventRefresh !== null) return;
+    state.eventRefresh = window.setTimeout(() => {
+      state.eventRefresh = null;
+      refreshLists();
+    }, EVENT_REFRESH_MS);
+  }
+
+  // ---- views (tabs) ----
+
+  function selectView(name, focus) {
+    if (!VIEWS.includes(name)) name = 'now';
+    state.view = name;
+    for (const tab of ui.tabs) {
+      const selected = tab.dataset.view === name;
+      tab.setAttribute('aria-selected', String(selected));
+      tab.tabIndex = selected ? 0 : -1;
+      byId(tab.getAttribute('aria-controls')).hidden = !selected;
+      if (selected && focus) tab.focus();
+    }
+    if (window.location.hash !== `#${name}`) window.history.replaceState(null, '', `#${name}`);
+  }
+
+  for (const tab of ui.tabs) {
+    tab.addEventListener('click', () => selectView(tab.dataset.view, false));
+    tab.addEventListener('keydown', (event) => {
+      const index = ui.tabs.indexOf(tab);
+      const moves = { ArrowRight: index + 1, ArrowLeft: index - 1, Home: 0, End: ui.tabs.length - 1 };
+      if (!(event.key in moves)) return;
+      event.preventDefault();
+      const next = ui.tabs[(moves[event.key] + ui.tabs.length) % ui.tabs.length];
+      selectView(next.dataset.view, true);
+    });
+  }
+
+  window.addEventListener('hashchange', () => selectView(window.location.hash.slice(1), false));
+
+  // ---- call details (a ticket link) ----
 
   function detail(name) {
     return ui.details.querySelector(`[data-detail="${name}"]`);
@@ -570,7 +723,7 @@
     if (!items.length) {
       const empty = document.createElement('li');
       empty.className = 'is-muted';
-      empty.textContent = 'None';
+      empty.textContent = t('none');
       list.append(empty);
       return;
     }
@@ -581,33 +734,36 @@
     }
   }
 
-  function timeText(value) {
-    const date = new Date(text(value));
-    return Number.isNaN(date.getTime()) ? '' : date.toLocaleString();
-  }
-
   function renderDetails(call) {
-    ui.detailsTitle.textContent = `${formatPhone(text(call.phone)) || 'Call'} · call ${call.call_id}`;
+    const phone = text(call.phone_display) || text(call.phone);
+    ui.detailsTitle.textContent = t('details.title', { phone: phone || t('details.call'), id: call.call_id });
     const ticket = call.ticket || {};
-    setText(detail('ticket'), ticket.ticket_id ? `#${ticket.ticket_id}` : '—');
-    setText(detail('phone'), formatPhone(text(call.phone)));
-    setText(detail('contact'), text((call.contact || {}).name) || 'Unknown contact');
-    setText(detail('status'), STATUS_LABELS.get(call.call_status) || text(call.call_status));
-    const talk = Number(call.talk_duration_seconds);
-    setText(detail('talk'), Number.isFinite(talk) && talk > 0 ? formatDuration(Math.round(talk)) : '—');
+    setText(detail('ticket'), ticket.ticket_id ? `#${ticket.ticket_id}` : t('dash'));
+    setText(detail('phone'), phone || t('dash'));
+    detail('phone').setAttribute('title', text(call.phone));
+    const contact = text((call.contact || {}).name) || text(call.contact_name);
+    setText(detail('contact'), contact || t('call.unknown-contact'));
+    setText(detail('status'), I.label('status', text(call.call_status)));
+    setText(detail('channel'), channelText(call));
+    setText(detail('employee'), employeeText(call, 'dash'));
+    const wait = waitSeconds(call);
+    setText(detail('wait'), wait === null ? t('dash') : I.clock(wait));
+    const talk = seconds(call.talk_duration_seconds);
+    setText(detail('talk'), talk === null ? t('dash') : I.clock(talk));
     listItems(detail('history'), call.status_history || [], (li, change) => {
-      li.textContent = `${STATUS_LABELS.get(change.call_status) || text(change.call_status)} · ${timeText(change.at)}`;
+      li.textContent = `${I.label('status', text(change.call_status))} · ${I.full(change.at)}`;
     });
     listItems(detail('comments'), call.comments || [], (li, comment) => {
-      li.textContent = `${text(comment.text)} · ${timeText(comment.created_at)}`;
+      const who = text(comment.author);
+      li.textContent = `${text(comment.text)} · ${who ? `${who}, ` : ''}${I.full(comment.created_at)}`;
     });
     listItems(detail('recordings'), call.recordings || [], (li, recording) => {
       const label = document.createElement('span');
-      const seconds = Number(recording.duration_seconds);
-      const length = Number.isFinite(seconds) && seconds > 0 ? ` · ${formatDuration(Math.round(seconds))}` : '';
-      label.textContent = `${text(recording.format).toUpperCase()}${length} · ${timeText(recording.created_at)}`;
+      const length = seconds(recording.duration_seconds);
+      const parts = [text(recording.format).toUpperCase(), length ? I.clock(length) : '', I.full(recording.created_at)];
+      label.textContent = parts.filter(Boolean).join(' · ');
       li.append(label);
-      const url = safeHttpUrl(recording.url);
+      const url = S.safeHttpUrl(recording.url);
       if (url !== null) {
         const audio = document.createElement('audio');
         audio.controls = true;
@@ -621,38 +777,74 @@
   async function openDetails(callId) {
     ui.detailsError.hidden = true;
     ui.detailsBody.hidden = true;
-    ui.detailsTitle.textContent = `Call ${callId}`;
+    ui.detailsTitle.textContent = t('details.call-n', { id: callId });
     if (!ui.details.open) ui.details.showModal();
     try {
-      const response = await fetch(HISTORY_PATH + encodeURIComponent(callId), {
-        headers: { Authorization: `Bearer ${state.token}`, Accept: 'application/json' },
-        cache: 'no-store',
-      });
-      if (!response.ok) throw new Error(`${await errorMessage(response)} (HTTP ${response.status})`);
-      const body = await response.json();
-      renderDetails(body.data || {});
+      const body = await S.api(state.token, `${HISTORY_PATH}/${encodeURIComponent(callId)}`);
+      renderDetails((body && body.data) || {});
       ui.detailsBody.hidden = false;
     } catch (error) {
-      ui.detailsError.textContent = `Could not load the call: ${error.message || error}`;
+      ui.detailsError.textContent = t('details.error', { reason: error.message || String(error) });
       ui.detailsError.hidden = false;
     }
   }
 
-  ui.list.addEventListener('click', (event) => {
+  function onTicketClick(event) {
     const link = event.target.closest('[data-field="ticket"]');
     if (!link || !state.token) return;
     const item = link.closest('[data-call-id]');
     if (!item) return;
     event.preventDefault();
     openDetails(item.getAttribute('data-call-id'));
-  });
+  }
 
+  ui.list.addEventListener('click', onTicketClick);
+  recent.list.addEventListener('click', onTicketClick);
+  missed.list.addEventListener('click', (event) => {
+    const mark = event.target.closest('[data-field="mark"]');
+    if (mark && !mark.disabled) markCalledBack(mark.closest('[data-callback-id]'));
+  });
   ui.detailsClose.addEventListener('click', () => ui.details.close());
+
+  // ---- connection ----
+
+  function setConnection(name) {
+    badge.set(name, state.stream);
+    ui.now.setAttribute('aria-busy', name === 'connecting' ? 'true' : 'false');
+    ui.now.classList.toggle('is-stale', name === 'reconnecting');
+    refreshSummary();
+  }
+
+  function openStream() {
+    state.stream = S.liveStream(CARDS_STREAM, state.token, {
+      events: ['show', 'update', 'hide', 'reset'],
+      onEvent: onStreamEvent,
+      onState: (name) => {
+        // Back after a loss: whatever changed meanwhile shows in the lists too.
+        const back = name === 'live' && badge.name === 'reconnecting';
+        setConnection(name);
+        if (back) refreshListsSoon();
+      },
+      // The stream resumes after the last event seen; the gateway reads it from the query.
+      params: () => (state.lastEventId ? { last_event_id: state.lastEventId } : {}),
+      onResumeRefused: () => {
+        state.lastEventId = null;
+        clearCards();
+      },
+      onRejected: onTokenRejected,
+    });
+    state.stream.start();
+  }
+
+  function stopStream() {
+    if (state.stream) state.stream.stop();
+    state.stream = null;
+  }
 
   // ---- sign in / out ----
 
   function showSignin(errorMessage) {
-    ui.board.hidden = true;
+    ui.workspace.hidden = true;
     ui.signOut.hidden = true;
     ui.signin.hidden = false;
     ui.tokenError.hidden = !errorMessage;
@@ -662,87 +854,107 @@
     ui.tokenInput.focus();
   }
 
-  function showBoard() {
-    ui.signin.hidden = true;
-    ui.board.hidden = false;
-    ui.signOut.hidden = false;
-  }
-
-  function start(token) {
-    stopConnection();
-    state.token = token;
-    state.lastEventId = null;
-    clearCards();
-    showBoard();
-    connect();
-  }
-
-  function signOut() {
-    stopConnection();
-    forgetToken();
+  function forgetEverything() {
+    stopStream();
     state.token = null;
     state.lastEventId = null;
     clearCards();
+    recent.reset();
+    missed.reset();
+    setOpenCount(null);
+    if (ui.details.open) ui.details.close();
+  }
+
+  function start(token) {
+    forgetEverything();
+    state.token = token;
+    ui.signin.hidden = true;
+    ui.workspace.hidden = false;
+    ui.signOut.hidden = false;
+    openStream();
+    refreshLists();
+  }
+
+  function signOut() {
+    forgetEverything();
+    store.forget();
     setConnection('signed-out');
     showSignin('');
   }
 
   function onTokenRejected(status, detail) {
-    stopConnection();
-    forgetToken();
-    state.token = null;
-    state.lastEventId = null;
-    clearCards();
+    if (state.token === null) return;
+    forgetEverything();
+    store.forget();
     setConnection('rejected');
-    let message;
-    if (status === 401) message = 'The token was rejected. Check it and enter it again.';
-    else if (status === 403) message = 'This token may not watch call cards. Use an employee token.';
-    else message = 'The server refused this token for the call list. Use an employee token.';
-    const reason = detail ? `${detail}, HTTP ${status}` : `HTTP ${status}`;
-    showSignin(`${message} (${reason})`);
+    showSignin(S.refusalMessage(t, status, detail, 'agent.forbidden'));
   }
 
   ui.form.addEventListener('submit', (event) => {
     event.preventDefault();
     const token = ui.tokenInput.value.trim();
     if (!token) {
-      ui.tokenError.textContent = 'Enter your employee token.';
+      ui.tokenError.textContent = t('signin.empty');
       ui.tokenError.hidden = false;
       ui.tokenInput.setAttribute('aria-invalid', 'true');
       ui.tokenInput.focus();
       return;
     }
     ui.tokenInput.value = '';
-    saveToken(token);
+    store.save(token, ui.remember.checked);
     start(token);
   });
 
   ui.signOut.addEventListener('click', signOut);
-
   ui.retryNow.addEventListener('click', () => {
-    if (state.token) connect();
+    if (state.stream) state.stream.retryNow();
   });
 
   window.addEventListener('online', () => {
-    if (state.token && state.connection === 'reconnecting') connect();
+    if (state.stream && badge.name === 'reconnecting') state.stream.retryNow();
   });
 
-  // Another tab signed in or out: follow it.
+  // Another tab signed in or out with a remembered token: follow it.
   window.addEventListener('storage', (event) => {
-    if (event.key !== TOKEN_KEY) return;
+    if (event.key !== TOKEN_KEY || event.storageArea !== window.localStorage) return;
     if (!event.newValue) {
-      if (state.token) signOut();
+      if (state.token && store.load() === null) signOut();
     } else if (event.newValue !== state.token) {
       start(event.newValue);
     }
   });
 
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible' && state.token) refreshLists();
+  });
+
   window.setInterval(() => {
     for (const entry of state.cards.values()) renderElapsed(entry.el, entry.card);
-    if (state.connection === 'reconnecting') renderConnectionText();
+    if (badge.name === 'reconnecting') badge.render();
   }, 1000);
 
-  const stored = loadToken();
+  window.setInterval(() => {
+    if (state.token && document.visibilityState === 'visible') refreshLists();
+  }, REFRESH_MS);
+
+  // ---- language ----
+
+  I.bindSwitch(ui.lang);
+  I.onChange(() => {
+    for (const entry of state.cards.values()) renderCard(entry.el, entry.card);
+    recent.rerender();
+    missed.rerender();
+    setOpenCount(state.openCount);
+    badge.render();
+    refreshSummary();
+  });
+
+  I.apply(document);
+  selectView(window.location.hash.slice(1), false);
+  // The words are in place: show the page (before focusing anything in it).
+  document.documentElement.classList.add('is-ready');
+  const stored = store.load();
+  ui.remember.checked = store.remembered();
   if (stored) {
     start(stored);
   } else {

@@ -7,18 +7,16 @@ import httpx
 import pytest
 from playwright.async_api import Page, expect
 
+from tests.conftest import LiveStack
+
 pytestmark = pytest.mark.browser
 
 EMPLOYEE_TOKEN = "demo-anna"  # employee 1 in seed/demo.json
 
 
 @pytest.fixture
-def stack(request: pytest.FixtureRequest) -> Any:
-    # Until tests/conftest.py provides `live_stack`, this test cannot run; use it directly then.
-    try:
-        return request.getfixturevalue("live_stack")
-    except pytest.FixtureLookupError:
-        pytest.skip("the live_stack fixture is not defined yet")
+def stack(live_stack: LiveStack) -> LiveStack:
+    return live_stack
 
 
 async def post_pbx(client: httpx.AsyncClient, url: str, fields: list[tuple[str, str]]) -> Any:
@@ -29,10 +27,20 @@ async def post_pbx(client: httpx.AsyncClient, url: str, fields: list[tuple[str, 
 
 
 async def test_posted_call_appears_on_the_agent_page_and_goes_when_answered(
-    page: Page, stack: Any, artifacts_dir: Path
+    page: Page, stack: LiveStack, artifacts_dir: Path
 ) -> None:
     async with httpx.AsyncClient(base_url=stack.http_url, timeout=10) as client:
-        for asset in ("/agent", "/static/agent.js", "/static/agent.css"):
+        for asset in (
+            "/agent",
+            "/board",
+            "/agent/vocabulary.js",
+            "/static/i18n.js",
+            "/static/session.js",
+            "/static/agent.js",
+            "/static/agent.css",
+            "/static/board.js",
+            "/static/board.css",
+        ):
             served = await client.get(asset)
             assert served.status_code == 200, f"the gateway does not serve {asset}"
 
@@ -56,7 +64,7 @@ async def test_posted_call_appears_on_the_agent_page_and_goes_when_answered(
         )
         assert created["call_status"] == "ringing"
 
-        card = page.locator(f'[data-call-id="{created["call_id"]}"]')
+        card = page.locator(f'#cards [data-call-id="{created["call_id"]}"]')
         await expect(card).to_be_visible()
         await expect(card.get_by_test_id("card-status")).to_have_text("Ringing")
         await expect(card.get_by_test_id("card-phone")).to_have_attribute(

@@ -380,6 +380,30 @@ def test_pages_and_health_pass_and_plain_http_is_sent_to_https(deployment: Deplo
     assert plain.headers["location"].startswith("https://127.0.0.1")
 
 
+def test_the_board_stream_is_not_buffered_by_nginx(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(deployment.cert))
+    board = SSEReader(
+        deployment.nginx.url + "/api/v2/telephony/board/stream",
+        {"Authorization": "Bearer demo-supervisor"},
+    )
+    try:
+        assert board.status == 200
+        assert board.next(ARRIVES_WITHIN).event == "board"
+        with deployment.client() as client:
+            response = client.post(deployment.calls_path, json={**dict(CREATE), "group_ids": [10]})
+        assert response.status_code == 200, response.text
+        call_id = response.json()["data"]["call_id"]
+        # A buffering proxy would hold the small board event back for good.
+        event = board.next(ARRIVES_WITHIN)
+        while call_id not in [call["call_id"] for call in event.json["calls"]]:
+            event = board.next(ARRIVES_WITHIN)
+        assert event.event == "board"
+    finally:
+        board.close()
+
+
 def test_card_reaches_a_stream_through_nginx_as_it_does_directly(
     deployment: Deployment, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,6 +6,7 @@ import json
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,31 +50,34 @@ class SSEReader:
                 if response.status_code != 200:
                     self.body = response.read().decode()
                     return
-                current = SSEvent()
-                data_lines: list[str] = []
-                for line in response.iter_lines():
-                    if self._stop:
-                        return
-                    if line == "":
-                        if data_lines or current.id is not None:
-                            current.data = "\n".join(data_lines)
-                            self.events.put(current)
-                        current, data_lines = SSEvent(), []
-                    elif line.startswith(":"):
-                        self.comments.append(line[1:].strip())
-                    else:
-                        name, _, value = line.partition(":")
-                        value = value.removeprefix(" ")
-                        if name == "event":
-                            current.event = value
-                        elif name == "id":
-                            current.id = value
-                        elif name == "data":
-                            data_lines.append(value)
+                self._read(response.iter_lines())
         except httpx.HTTPError:
             pass
         finally:
             self._opened.set()
+
+    def _read(self, lines: Iterator[str]) -> None:
+        current = SSEvent()
+        data_lines: list[str] = []
+        for line in lines:
+            if self._stop:
+                return
+            if line == "":
+                if data_lines or current.id is not None:
+                    current.data = "\n".join(data_lines)
+                    self.events.put(current)
+                current, data_lines = SSEvent(), []
+            elif line.startswith(":"):
+                self.comments.append(line[1:].strip())
+            else:
+                name, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if name == "event":
+                    current.event = value
+                elif name == "id":
+                    current.id = value
+                elif name == "data":
+                    data_lines.append(value)
 
     def next(self, timeout: float = 10) -> SSEvent:
         return self.events.get(timeout=timeout)

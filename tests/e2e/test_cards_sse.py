@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import LiveStack
-from tests.e2e.sse import SSEReader
+from tests.e2e.sse import SSEReader, SSEvent
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +54,9 @@ def drain(reader: SSEReader) -> None:
             reader.events.get_nowait()
 
 
-def test_card_reaches_every_audience_member_and_only_them(live_stack: LiveStack, readers) -> None:
+def test_card_reaches_every_audience_member_and_only_them(
+    live_stack: LiveStack, readers: list[SSEReader]
+) -> None:
     anna = open_stream(live_stack, "demo-anna")
     boris = open_stream(live_stack, "demo-boris", by_query=True)
     vera = open_stream(live_stack, "demo-vera")
@@ -91,7 +93,9 @@ def test_card_reaches_every_audience_member_and_only_them(live_stack: LiveStack,
     assert vera.nothing_more()
 
 
-def test_snapshot_on_connect_shows_active_calls(live_stack: LiveStack, readers) -> None:
+def test_snapshot_on_connect_shows_active_calls(
+    live_stack: LiveStack, readers: list[SSEReader]
+) -> None:
     created = post(
         live_stack,
         {
@@ -103,7 +107,7 @@ def test_snapshot_on_connect_shows_active_calls(live_stack: LiveStack, readers) 
     )
     vera = open_stream(live_stack, "demo-vera")
     readers.append(vera)
-    shown = []
+    shown: list[SSEvent] = []
     while not vera.nothing_more(0.3) or not shown:
         while not vera.events.empty():
             shown.append(vera.events.get_nowait())
@@ -115,7 +119,7 @@ def test_snapshot_on_connect_shows_active_calls(live_stack: LiveStack, readers) 
 
 
 def test_reconnect_with_last_event_id_gets_exactly_what_was_missed(
-    live_stack: LiveStack, readers
+    live_stack: LiveStack, readers: list[SSEReader]
 ) -> None:
     boris = open_stream(live_stack, "demo-boris")
     readers.append(boris)
@@ -179,7 +183,9 @@ def test_stream_needs_an_employee_token(live_stack: LiveStack) -> None:
     assert wrong.json()["error"]["code"]
 
 
-def test_keepalive_comments_flow_while_idle(live_stack: LiveStack, readers) -> None:
+def test_keepalive_comments_flow_while_idle(
+    live_stack: LiveStack, readers: list[SSEReader]
+) -> None:
     # The live stack sends a comment every second (VATS_SSE_KEEPALIVE=1; 15 s by default).
     anna = open_stream(live_stack, "demo-anna")
     readers.append(anna)

@@ -17,6 +17,7 @@ import grpc
 import httpx
 import pytest
 
+import vocabulary
 from telephony.v1 import call_pb2, call_service_pb2, call_service_pb2_grpc
 from tests.conftest import LiveStack, bearer
 
@@ -28,15 +29,7 @@ NEW_CALLS_PER_CLIENT = 25
 # Each client's bound per round, whenever the kill comes.
 MAX_REQUESTS_PER_CLIENT = 100
 ADMIN = bearer(LiveStack.admin_token)
-STATE_NAMES = {
-    call_pb2.Call.STATE_RINGING: "ringing",
-    call_pb2.Call.STATE_IN_PROGRESS: "in-progress",
-    call_pb2.Call.STATE_CANCELED: "canceled",
-    call_pb2.Call.STATE_MISSED: "missed",
-    call_pb2.Call.STATE_FAILED: "failed",
-    call_pb2.Call.STATE_ANSWERED: "answered",
-    call_pb2.Call.STATE_BUSY: "busy",
-}
+STATE_NAMES = {vocabulary.STATUS.number(name): name for name in vocabulary.STATUS}
 
 
 @dataclasses.dataclass
@@ -237,14 +230,15 @@ def check_stored(stack: LiveStack, planned: list[PlannedCall], marker: int) -> i
     planned_ids = {p.pbx_call_id for p in planned}
     assert set(by_pbx_id) <= planned_ids, "a call nobody reported"
     for plan in planned:
-        call = by_pbx_id.get(plan.pbx_call_id)
+        found = by_pbx_id.get(plan.pbx_call_id)
         if plan.answered == 0:
             # Never answered: stored whole or not at all.
             if not plan.unanswered:
-                assert call is None, plan
-            if call is None:
+                assert found is None, plan
+            if found is None:
                 continue
-        assert call is not None, f"{plan.pbx_call_id}: answered {plan.answered} steps, not stored"
+        assert found is not None, f"{plan.pbx_call_id}: answered {plan.answered} steps, not stored"
+        call = found
         if plan.call_id is not None:
             assert call.call_id == plan.call_id
         history = [STATE_NAMES[h.state] for h in call.status_history]

@@ -133,7 +133,7 @@ def call_events(stack: LiveStack, after_seq: int) -> list[tuple[int, int, int, i
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
-        events = []
+        events: list[tuple[int, int, int, int]] = []
         try:
             while (event := found.get(timeout=1.0)) is not None:
                 events.append((event.seq, event.type, event.call.call_id, event.call.state))

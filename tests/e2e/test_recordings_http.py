@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import time
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import pytest
 
 from core.recordings import LinkSigner
 from tests.conftest import LiveStack
+from tests.recordings.recording_samples import pcm_wav
 
 pytestmark = pytest.mark.e2e
 
@@ -24,13 +23,7 @@ LINK_SECRET = b"e2e-link-secret-0123456789"
 
 
 def wav_bytes(seconds: float, rate: int = 8000) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(bytes(range(256)) * int(rate * seconds * 2 / 256))
-    return buffer.getvalue()
+    return pcm_wav(seconds, rate, pattern=bytes(range(256)))
 
 
 @pytest.fixture(scope="module")

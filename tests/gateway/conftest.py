@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 from falcon.testing import ASGIConductor
-from gateway_fakes import SERVICE_TOKEN, FakeCore
 
 from gateway.app import create_app
 from gateway.config import Config
+from tests.gateway.gateway_fakes import SERVICE_TOKEN, FakeCore
 
 
 @pytest.fixture

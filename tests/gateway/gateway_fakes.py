@@ -76,6 +76,7 @@ def sample_card(call_id: int = 725) -> call_pb2.CallCard:
         channel_name="+7 495 000-00-00",
         direction=call_pb2.DIRECTION_INCOMING,
         phone="+74951234567",
+        phone_display="+7 495 123-45-67",
         contact_name="Ivan",
         state=call_pb2.Call.STATE_RINGING,
         user_name="",
@@ -192,8 +193,9 @@ class FakeCallService(call_service_pb2_grpc.CallServiceServicer):
 
 
 class FakeCore:
-    def __init__(self) -> None:
-        self.calls = FakeCallService()
+    def __init__(self, calls: FakeCallService | None = None) -> None:
+        # A test's own CallService (a subclass answering more calls) replaces the plain one.
+        self.calls = calls or FakeCallService()
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server()
         call_service_pb2_grpc.add_CallServiceServicer_to_server(self.calls, self.server)

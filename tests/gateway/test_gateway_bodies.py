@@ -12,12 +12,12 @@ import grpc
 import grpc.aio
 import pytest
 from falcon.testing import ASGIConductor
-from gateway_fakes import SERVICE_TOKEN, Failure, FakeCallService, raw_multipart
 from grpc_health.v1 import health, health_pb2_grpc
 
 from gateway.app import create_app
 from gateway.config import Config
 from telephony.v1 import call_service_pb2, call_service_pb2_grpc
+from tests.gateway.gateway_fakes import SERVICE_TOKEN, Failure, FakeCallService, raw_multipart
 
 PATH = "/api/v2/telephony/calls/demo-key"
 MULTIPART = "multipart/form-data; boundary=b0und"
@@ -135,6 +135,13 @@ async def upload_ended(calls: WatchedCalls) -> None:
 
 
 RECORDING = b"\x01" * (300 * 1024)
+# A create_call whose recording comes before its fields: the upload starts at once.
+RECORDING_THEN_FIELDS: list[tuple[str, str | None, bytes]] = [
+    ("audio_record", "call.wav", RECORDING),
+    ("action", None, b"create_call"),
+    ("direction", None, b"incoming"),
+    ("phone", None, b"+74951234567"),
+]
 
 
 async def test_multipart_cut_off_inside_the_recording_is_400_and_keeps_nothing(
@@ -159,14 +166,7 @@ async def test_multipart_cut_off_inside_the_recording_is_400_and_keeps_nothing(
 async def test_multipart_cut_off_after_the_recording_is_400_and_keeps_nothing(
     app: Any, calls: WatchedCalls
 ) -> None:
-    body = raw_multipart(
-        [
-            ("audio_record", "call.wav", RECORDING),
-            ("action", None, b"create_call"),
-            ("direction", None, b"incoming"),
-            ("phone", None, b"+74951234567"),
-        ]
-    )
+    body = raw_multipart(RECORDING_THEN_FIELDS)
     status, answer = await cut_off(app, MULTIPART, body, len(body) - 40)
     assert status == 400
     assert "ended early" in answer["error"]["message"]
@@ -215,14 +215,7 @@ async def test_form_refused_after_its_recording_keeps_nothing(
 async def test_whole_multipart_upload_is_finished_and_attached(
     app: Any, calls: WatchedCalls
 ) -> None:
-    body = raw_multipart(
-        [
-            ("audio_record", "call.wav", RECORDING),
-            ("action", None, b"create_call"),
-            ("direction", None, b"incoming"),
-            ("phone", None, b"+74951234567"),
-        ]
-    )
+    body = raw_multipart(RECORDING_THEN_FIELDS)
     async with ASGIConductor(app) as gateway:
         result = await gateway.simulate_post(PATH, body=body, content_type=MULTIPART)
     assert result.status_code == 200, result.text

@@ -8,11 +8,18 @@ import json
 import grpc
 import pytest
 from falcon.testing import ASGIConductor
-from gateway_fakes import SERVICE_TOKEN, Failure, FakeCore, multipart, raw_multipart, sample_call
 
 from gateway.app import create_app
 from gateway.config import Config
 from telephony.v1 import call_pb2, call_service_pb2
+from tests.gateway.gateway_fakes import (
+    SERVICE_TOKEN,
+    Failure,
+    FakeCore,
+    multipart,
+    raw_multipart,
+    sample_call,
+)
 
 URL = "/api/v2/telephony/calls/@demo-key"
 FORM = "application/x-www-form-urlencoded"

@@ -7,12 +7,12 @@ import json
 
 from falcon.testing import ASGIConductor
 from falcon.testing.client import StreamedResult
-from gateway_fakes import EMPLOYEE_TOKEN, FakeCore, sample_card
 
 from gateway import convert
 from gateway.app import create_app
 from gateway.config import Config
 from telephony.v1 import call_service_pb2
+from tests.gateway.gateway_fakes import EMPLOYEE_TOKEN, FakeCore, sample_card
 
 URL = "/api/v2/telephony/cards/stream"
 TOKEN = {"Authorization": f"Bearer {EMPLOYEE_TOKEN}"}
@@ -43,6 +43,7 @@ def test_show_event_is_formatted_as_sse() -> None:
         "channel_name": "+7 495 000-00-00",
         "direction": "incoming",
         "phone": "+74951234567",
+        "phone_display": "+7 495 123-45-67",
         "contact_name": "Ivan",
         "call_status": "ringing",
         "user_id": None,

@@ -6,7 +6,6 @@ import falcon
 import grpc
 import pytest
 from falcon.testing import ASGIConductor
-from gateway_fakes import FakeCore
 from grpc_health.v1 import health_pb2
 
 from gateway import errors
@@ -14,6 +13,7 @@ from gateway.app import create_app
 from gateway.config import Config
 from gateway.errors import CoreStatus, GatewayError, from_core
 from gateway.openapi import build_document
+from tests.gateway.gateway_fakes import FakeCore
 
 
 @pytest.mark.parametrize(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 from falcon.testing import ASGIConductor
-from gateway_fakes import EMPLOYEE_TOKEN, RECORDING, SERVICE_TOKEN, FakeCore
 
 from gateway import ranges
 from gateway.app import create_app
 from gateway.config import Config
+from tests.gateway.gateway_fakes import EMPLOYEE_TOKEN, RECORDING, SERVICE_TOKEN, FakeCore
 
 URL = "/api/v2/telephony/records/rec-1"
 TOKEN = {"Authorization": f"Bearer {EMPLOYEE_TOKEN}"}

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 from falcon.testing import ASGIConductor
-from gateway_fakes import EMPLOYEE_TOKEN, SERVICE_TOKEN, FakeCore, sample_card
 
 from gateway.app import GatewayApp, create_app
 from gateway.config import Config
 from telephony.v1 import call_service_pb2
+from tests.gateway.gateway_fakes import EMPLOYEE_TOKEN, SERVICE_TOKEN, FakeCore, sample_card
 
 URL = "/api/v2/telephony/cards/stream"
 TOKEN = {"Authorization": f"Bearer {EMPLOYEE_TOKEN}"}

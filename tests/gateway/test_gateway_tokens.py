@@ -14,7 +14,6 @@ from typing import Any
 import grpc
 import pytest
 from falcon.testing import ASGIConductor
-from gateway_fakes import EMPLOYEE_TOKEN, FakeCore
 
 from core.server import Core
 from gateway.app import create_app
@@ -22,6 +21,7 @@ from gateway.config import Config
 from telephony.v1 import directory_service_pb2 as dr
 from telephony.v1 import directory_service_pb2_grpc
 from tests.conftest import LiveStack, bearer, running_core
+from tests.gateway.gateway_fakes import EMPLOYEE_TOKEN, FakeCore
 
 STREAM = "/api/v2/telephony/cards/stream"
 TOKEN_ENDPOINTS = [

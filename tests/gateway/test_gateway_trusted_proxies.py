@@ -10,10 +10,10 @@ import sys
 
 import pytest
 from falcon.testing import ASGIConductor
-from gateway_fakes import FakeCore, sample_call
 
 from gateway.config import Config
 from telephony.v1 import call_pb2
+from tests.gateway.gateway_fakes import FakeCore, sample_call
 
 FORM = "application/x-www-form-urlencoded"
 CREATE = "action=create_call&direction=incoming&phone=%2B74951234567"
@@ -89,4 +89,4 @@ async def test_access_log_shows_the_connections_client_not_a_header(
     )
     assert result.status_code == 200
     (line,) = [r for r in caplog.records if r.name == "vats.gateway.access"]
-    assert line.fields["client"] == "192.0.2.10"
+    assert vars(line)["fields"]["client"] == "192.0.2.10"
