@@ -102,7 +102,14 @@ class EchoCalls(call_service_pb2_grpc.CallServiceServicer):
 
 
 async def serve_echo(port: int) -> None:
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)])
+    # core's options (core/server.py): thousands of streams may open at once.
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+            ("grpc.server.max_pending_requests", 20_000),
+            ("grpc.server.max_pending_requests_hard_limit", 20_000),
+        ]
+    )
     call_service_pb2_grpc.add_CallServiceServicer_to_server(EchoCalls(), server)
     checker = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)

@@ -21,7 +21,7 @@ class Settings:
     warmup_seconds: float = 1.0
     connections: int = 32
     grpc_concurrency: tuple[int, ...] = (1, 32)
-    card_levels: tuple[int, ...] = (10, 100, 1000)
+    card_levels: tuple[int, ...] = (10, 100, 1000, 5000)
     upload_mb: int = 200
     scale_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
     scale_probe_seconds: float = 1.0  # each probe window, in each of the rounds
@@ -49,6 +49,8 @@ class Section:
     verdicts: list[Verdict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     profiles: list[Profile] = field(default_factory=list)
+    # What the profiles were taken during.
+    profile_caption: str = "during an extra create + update window"
     seconds: float = 0.0
     error: str = ""
 

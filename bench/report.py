@@ -115,7 +115,7 @@ def write_markdown(
             out += [f"- {note}"]
         out.append("")
         if section.profiles:
-            out += ["### Profiles (py-spy, during an extra create + update window)", ""]
+            out += [f"### Profiles (py-spy, {section.profile_caption})", ""]
             out.append(
                 "Samples are of busy threads only (py-spy without --idle). Self time of "
                 "`asyncio/runners.py:Runner.run` or `asyncio/events.py:Handle._run` is the event "

@@ -18,7 +18,10 @@ from core.errors import FinalStatus, InvalidRequest
 
 
 # Status, Direction and CardChange restate the proto enums, whose wire names the `vocabulary`
-# package derives; tests/test_vocabulary.py fails when the two part.
+# package derives; tests/test_vocabulary.py fails when the two part. A new status is decided
+# here: final unless in ACTIVE_STATUSES, and whether reaching it answers the call
+# (ANSWERING_STATUSES) or an incoming call ending in it waits for a callback and counts as
+# missed on the board (UNANSWERED_STATUSES).
 class Status(enum.StrEnum):
     RINGING = "ringing"
     IN_PROGRESS = "in-progress"

@@ -67,14 +67,14 @@ class Unauthenticated(DomainError):
 class TokenExpired(Unauthenticated):
     """A token past the lifetime it was issued with (HTTP 401)."""
 
-    reason = "token-expired"
+    reason = "token_expired"
 
 
 class TicketInvalid(Unauthenticated):
     """A stream ticket that is unknown, used already, expired, or whose token is no
     longer valid (HTTP 401)."""
 
-    reason = "ticket-invalid"
+    reason = "ticket_invalid"
 
 
 class PermissionDenied(DomainError):

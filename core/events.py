@@ -15,10 +15,10 @@ import dataclasses
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from core.app.cardlog import CardLog
-from core.domain import CardChange
+from core.domain import CardChange, CardEvent
 from core.model import CallView, PublishedEvent
 
 log = logging.getLogger("vats.events")
@@ -27,9 +27,8 @@ log = logging.getLogger("vats.events")
 DEFAULT_QUEUE_SIZE = 2048
 
 
-@dataclasses.dataclass(frozen=True)
-class CardUpdate:
-    """One item of an employee's card stream."""
+class CardUpdate(NamedTuple):
+    """One item of an employee's card stream (a tuple: one is made per subscriber and event)."""
 
     seq: int
     change: str  # show / update / hide / reset
@@ -67,6 +66,15 @@ class FeedStart:
 
 
 FeedItem = FeedStart | PublishedEvent | TokenRevoked
+
+
+class Routed(NamedTuple):
+    """An event as offered to a subscription of one employee's cards: with what it does
+    to that employee's cards, picked out once for all of that employee's streams."""
+
+    event: PublishedEvent
+    card_events: tuple[CardEvent, ...]
+
 
 # A replay longer than this is answered with a reset and a snapshot instead.
 MAX_REPLAY = 5000
@@ -191,14 +199,15 @@ class EventHub:
         by_employee = self._by_employee
         if not by_employee:
             return
-        offered: set[int] = set()
+        # Once per event, not once per subscriber: what it does to each employee's cards.
+        routed: dict[int, list[CardEvent]] = {}
         for card_event in event.card_events:
-            employee_id = card_event.employee_id
-            if employee_id in offered:
-                continue
-            offered.add(employee_id)
-            for subscription in by_employee.get(employee_id, ()):
-                subscription.offer(event)
+            if card_event.employee_id in by_employee:
+                routed.setdefault(card_event.employee_id, []).append(card_event)
+        for employee_id, card_events in routed.items():
+            item = Routed(event, tuple(card_events))
+            for subscription in by_employee[employee_id]:
+                subscription.offer(item)
 
     def _dispatch_reset(self) -> None:
         for subscription in self._subscriptions:
@@ -262,6 +271,18 @@ def _card_updates_of(event: PublishedEvent, employee_id: int) -> Iterator[CardUp
             yield CardUpdate(event.seq, card_event.change.value, event.view, card_event.reason)
 
 
+def _live_updates(item: object, employee_id: int) -> tuple[int, list[CardUpdate]] | None:
+    """A live event's seq and what it does to the employee's cards; None for any other item."""
+    if isinstance(item, Routed):
+        event = item.event
+        return event.seq, [
+            CardUpdate(event.seq, c.change.value, event.view, c.reason) for c in item.card_events
+        ]
+    if isinstance(item, PublishedEvent):
+        return item.seq, list(_card_updates_of(item, employee_id))
+    return None
+
+
 class EventStreams:
     """The resume logic shared by WatchCallCards and WatchCalls."""
 
@@ -283,12 +304,12 @@ class EventStreams:
                 item = await subscription.get()
                 if isinstance(item, _Closed):
                     return
-                if isinstance(item, PublishedEvent):
-                    if item.seq <= position:
-                        continue
-                    position = item.seq
-                    for update in _card_updates_of(item, employee_id):
-                        yield update
+                live = _live_updates(item, employee_id)
+                if live is not None:
+                    if live[0] > position:
+                        position = live[0]
+                        for update in live[1]:
+                            yield update
                     continue
                 # Lagging: drop what is queued and start over from a fresh snapshot.
                 subscription.drain()

@@ -20,18 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 import vats_settings
 from core import domain, logs, rpc
-from core.app import (
-    AuditTrail,
-    BoardDesk,
-    CallbackDesk,
-    CallCommands,
-    CallQueries,
-    CardLog,
-    ChannelAdmin,
-    DirectoryAdmin,
-    TokenDesk,
-    UseCases,
-)
+from core.app import UseCases
 from core.app.seed import apply_seed, load_seed
 from core.board_stream import BoardFeed
 from core.config import CoreConfig
@@ -52,6 +41,8 @@ from telephony.v1 import (
 
 log = logging.getLogger("vats.core")
 
+# Calls gRPC keeps waiting for the server to take them up (its default cancels past 1,000).
+MAX_PENDING_CALLS = 20_000
 # A storage check that takes longer than this counts as failed.
 STORAGE_CHECK_TIMEOUT = 5.0
 # How often open streams' tokens are checked: a token revoked on another core, or one
@@ -132,18 +123,14 @@ class Core:
             hashlib.sha256(link_secret(config)).digest(), config.link_ttl_seconds
         )
         self.library = RecordingLibrary(self.store, max_bytes=config.max_record_mb * 1024 * 1024)
-        self.cards = CardLog(self.store)
-        self.app = UseCases(
-            calls=CallCommands(self.store, region=config.default_region, recordings=self.library),
-            queries=CallQueries(self.store, region=config.default_region),
-            cards=self.cards,
-            channels=ChannelAdmin(self.store, public_url=config.public_url),
-            directory=DirectoryAdmin(self.store, region=config.default_region),
-            tokens=TokenDesk(self.store),
-            audit=AuditTrail(self.store),
-            callbacks=CallbackDesk(self.store),
-            board=BoardDesk(self.store, config.timezone),
+        self.app = UseCases.over(
+            self.store,
+            region=config.default_region,
+            timezone=config.timezone,
+            public_url=config.public_url,
+            recordings=self.library,
         )
+        self.cards = self.app.cards
         self.blob_runner = rpc.StorageRunner(4)
         self.handler = rpc.Handler(self.app, self.runner, links=self.link)
         self.health = health.aio.HealthServicer()
@@ -161,9 +148,10 @@ class Core:
         self.storage_ok = True
         self.stream_token_check_seconds = STREAM_TOKEN_CHECK_SECONDS
 
-    def link(self, recording_id: str) -> tuple[str, datetime]:
-        """A signed download path for a recording, and when it expires."""
-        path, expires = self.signer.signed_path(recording_id, time.time())
+    def link(self, recording_id: str, token_id: str) -> tuple[str, datetime]:
+        """A signed download path for a recording, bound to the token it is handed to,
+        and when it expires."""
+        path, expires = self.signer.signed_path(recording_id, time.time(), token_id)
         return path, datetime.fromtimestamp(expires, UTC)
 
     def prepare(self) -> None:
@@ -205,6 +193,10 @@ class Core:
             interceptors=[RpcInterceptor(self.metrics)],
             options=[
                 ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+                # Calls arriving faster than the loop takes them up (thousands of card
+                # streams opening at once) wait for it instead of being cancelled.
+                ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+                ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ],

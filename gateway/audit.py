@@ -9,91 +9,45 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import falcon.asgi
 import grpc.aio
 
-from gateway import convert
+from gateway import params
 from gateway.auth import caller_authorization
 from gateway.core_client import CoreClient
-from gateway.errors import invalid_fields
-from gateway.history import Fields, read_page
-from telephony.v1 import call_service_pb2
+from gateway.params import Fields
 from telephony.v1.directory_service_pb2 import (
-    AuditEntry,
     AuditFilter,
     ExportAuditEntriesRequest,
     ListAuditEntriesRequest,
 )
-from vocabulary import ROLE
+from vats_rpc.audit import entry_json
 
 log = logging.getLogger("gateway")
 
 MEDIA_NDJSON = "application/x-ndjson"
-_ID = re.compile(r"[1-9][0-9]{0,17}")
-_MAX_FILTER_CHARS = 255
-_INSTANT = "an ISO-8601 date or date-time, e.g. 2026-01-31T09:00:00Z"
-
-
-def entry_json(entry: AuditEntry) -> dict[str, Any]:
-    return {
-        "entry_id": entry.entry_id,
-        "at": convert.time_json(entry, "time"),
-        "action": entry.action,
-        "actor": {
-            "token_id": entry.actor.token_id or None,
-            "role": ROLE.name(entry.actor.role),
-            "employee_id": entry.actor.employee_id or None,
-        },
-        "address": entry.address,
-        "target": entry.target,
-        "details": dict(sorted(entry.details.items())),
-    }
 
 
 def audit_filter(req: falcon.asgi.Request, fields: Fields) -> AuditFilter:
     """The filter of the query string; what is wrong with it goes in `fields`."""
-    found = AuditFilter()
-    for name in ("action", "token_id"):
-        raw = (req.get_param(name) or "").strip()
-        if len(raw) > _MAX_FILTER_CHARS:
-            fields[name] = "too long"
-        else:
-            setattr(found, name, raw)
-    employee = (req.get_param("employee_id") or "").strip()
-    if employee and not _ID.fullmatch(employee):
-        fields["employee_id"] = "a positive whole number"
-    elif employee:
-        found.employee_id = int(employee)
-    for name in ("since", "until"):
-        raw = (req.get_param(name) or "").strip()
-        try:
-            if raw:
-                getattr(found, name).FromDatetime(_instant(raw))
-        except (ValueError, OverflowError):
-            fields[name] = _INSTANT
+    found = AuditFilter(
+        action=params.text(req, "action", fields),
+        token_id=params.text(req, "token_id", fields),
+        employee_id=params.positive_id(req, "employee_id", fields),
+    )
+    params.instant(req, "since", fields, found.since)
+    params.instant(req, "until", fields, found.until)
     return found
-
-
-def _instant(raw: str) -> datetime:
-    """ISO-8601 date or date-time; one without an offset is UTC (as the history's filters)."""
-    value = datetime.fromisoformat(raw)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def list_request(req: falcon.asgi.Request) -> ListAuditEntriesRequest:
     fields: Fields = {}
     request = ListAuditEntriesRequest(filter=audit_filter(req, fields))
-    # Paging is read as every listing reads it.
-    page = call_service_pb2.ListCallsRequest()
-    read_page(req, page, fields)
-    request.page_size, request.page_token = page.page_size, page.page_token
-    if fields:
-        raise invalid_fields(fields)
+    params.read_page(req, request, fields)
+    params.check(fields)
     return request
 
 
@@ -126,8 +80,7 @@ class AuditExportResource:
         authorization = caller_authorization(req)
         fields: Fields = {}
         request = ExportAuditEntriesRequest(filter=audit_filter(req, fields))
-        if fields:
-            raise invalid_fields(fields)
+        params.check(fields)
         call = self._core.export_audit_entries(request, authorization, req.context.request_id)
         try:
             # Core's refusal (a role that may not read the log, a bad filter) comes before

@@ -74,17 +74,11 @@ def _figures_json(figures: ChannelFigures) -> dict[str, Any]:
         "answered": figures.answered,
         "missed": figures.missed,
         "answer_rate": convert.optional(figures, "answer_rate"),
-        "average_wait_seconds": _seconds(figures, "average_wait"),
-        "average_talk_seconds": _seconds(figures, "average_talk"),
+        # Not set when there are no calls to average.
+        "average_wait_seconds": convert.seconds(figures, "average_wait"),
+        "average_talk_seconds": convert.seconds(figures, "average_talk"),
         "open_callbacks": figures.open_callbacks,
     }
-
-
-def _seconds(message: Any, field: str) -> float | None:
-    """A Duration field in seconds; None when it is not set (no calls to average)."""
-    if not message.HasField(field):
-        return None
-    return float(getattr(message, field).ToTimedelta().total_seconds())
 
 
 def board_event(response: call_service_pb2.WatchBoardResponse) -> SSEvent:
@@ -94,8 +88,7 @@ def board_event(response: call_service_pb2.WatchBoardResponse) -> SSEvent:
 class BoardResource:
     """GET /api/v2/telephony/board: the board as it is now."""
 
-    def __init__(self, config: Config, core: CoreClient) -> None:
-        self._config = config
+    def __init__(self, core: CoreClient) -> None:
         self._core = core
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:

@@ -7,22 +7,16 @@ callbacks of the calls it could see; supervisor, service and admin tokens all of
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import falcon.asgi
 
-from gateway import convert
+from gateway import convert, params
 from gateway.auth import caller_authorization
-from gateway.config import Config
 from gateway.core_client import CoreClient
-from gateway.errors import GatewayError, invalid_fields
-from gateway.history import Fields, read_page
 from telephony.v1 import call_service_pb2
 from telephony.v1.call_service_pb2 import Callback
 from vocabulary import CALLBACK_RESOLUTION, CALLBACK_STATE, STATUS
-
-_ID = re.compile(r"[1-9][0-9]{0,17}")
 
 # `?state=`: the callback states each choice asks core for ("all" is both).
 STATES_BY_CHOICE: dict[str, tuple[Callback.State, ...]] = {
@@ -57,28 +51,22 @@ def callback_json(callback: Callback) -> dict[str, Any]:
 def list_request(req: falcon.asgi.Request) -> call_service_pb2.ListCallbacksRequest:
     """The ListCallbacks request for the query string; every bad parameter is named in one 422."""
     request = call_service_pb2.ListCallbacksRequest()
-    fields: Fields = {}
-    state = (req.get_param("state") or "").strip() or DEFAULT_STATE
+    fields: params.Fields = {}
+    state = params.raw(req, "state") or DEFAULT_STATE
     if state in STATES_BY_CHOICE:
         request.states.extend(STATES_BY_CHOICE[state])
     else:
         fields["state"] = "one of " + ", ".join(STATES_BY_CHOICE)
-    channel = (req.get_param("channel_id") or "").strip()
-    if channel and not _ID.fullmatch(channel):
-        fields["channel_id"] = "a positive whole number"
-    elif channel:
-        request.channel_id = int(channel)
-    read_page(req, request, fields)
-    if fields:
-        raise invalid_fields(fields)
+    request.channel_id = params.positive_id(req, "channel_id", fields)
+    params.read_page(req, request, fields)
+    params.check(fields)
     return request
 
 
 class CallbacksResource:
     """GET /api/v2/telephony/callbacks: a page of callbacks, and how many are open."""
 
-    def __init__(self, config: Config, core: CoreClient) -> None:
-        self._config = config
+    def __init__(self, core: CoreClient) -> None:
         self._core = core
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
@@ -97,8 +85,7 @@ class CalledBackResource:
     """POST /api/v2/telephony/callbacks/{callback_id}/called-back: the number was called back
     (by the token's employee; by no one named with another token)."""
 
-    def __init__(self, config: Config, core: CoreClient) -> None:
-        self._config = config
+    def __init__(self, core: CoreClient) -> None:
         self._core = core
 
     async def on_post(
@@ -106,8 +93,8 @@ class CalledBackResource:
     ) -> None:
         req.context.action = "mark_called_back"
         authorization = caller_authorization(req)
-        if not _ID.fullmatch(callback_id):
-            raise GatewayError(404, "not_found", "callback not found")
-        request = call_service_pb2.MarkCalledBackRequest(callback_id=int(callback_id))
+        request = call_service_pb2.MarkCalledBackRequest(
+            callback_id=params.path_id(callback_id, "callback")
+        )
         reply = await self._core.mark_called_back(request, authorization, req.context.request_id)
         resp.media = {"data": callback_json(reply.callback)}

@@ -15,10 +15,14 @@ def channel_ref(channel_key: str) -> call_service_pb2.ChannelRef:
     return call_service_pb2.ChannelRef(channel_key=channel_key.removeprefix("@"))
 
 
+# A field given as None is left unset (protobuf's constructors skip None), as an absent
+# form field leaves the request's `optional` field.
+
+
 def create_request(
     form: forms.CreateCall, channel_key: str, idempotency_key: str, recording_id: str
 ) -> call_service_pb2.CreateCallRequest:
-    request = call_service_pb2.CreateCallRequest(
+    return call_service_pb2.CreateCallRequest(
         channel=channel_ref(channel_key),
         direction=DIRECTION.number(form.direction),
         phone=form.phone or "",
@@ -28,34 +32,25 @@ def create_request(
         group_ids=form.group_ids,
         idempotency_key=idempotency_key,
         recording_id=recording_id,
+        pbx_call_id=form.pbx_call_id,
+        comment=form.comment,
     )
-    if form.pbx_call_id is not None:
-        request.pbx_call_id = form.pbx_call_id
-    if form.comment is not None:
-        request.comment = form.comment
-    return request
 
 
 def update_request(
     form: forms.UpdateCall, channel_key: str, idempotency_key: str, recording_id: str
 ) -> call_service_pb2.UpdateCallRequest:
-    request = call_service_pb2.UpdateCallRequest(
+    return call_service_pb2.UpdateCallRequest(
         channel=channel_ref(channel_key),
         state=STATUS.number(form.call_status),
         idempotency_key=idempotency_key,
         recording_id=recording_id,
+        call_id=form.call_id,
+        pbx_call_id=form.pbx_call_id,
+        user_id=form.user_id,
+        pbx_user_id=form.pbx_user_id,
+        comment=form.comment,
     )
-    if form.call_id is not None:
-        request.call_id = form.call_id
-    if form.pbx_call_id is not None:
-        request.pbx_call_id = form.pbx_call_id
-    if form.user_id is not None:
-        request.user_id = form.user_id
-    if form.pbx_user_id is not None:
-        request.pbx_user_id = form.pbx_user_id
-    if form.comment is not None:
-        request.comment = form.comment
-    return request
 
 
 def absolute_link(public_url: str, signed_path: str) -> str | None:
@@ -71,6 +66,13 @@ def time_json(message: Any, field: str) -> str | None:
     if not message.HasField(field):
         return None
     return str(getattr(message, field).ToJsonString())
+
+
+def seconds(message: Any, field: str) -> float | None:
+    """A Duration field in seconds, None when it is not set."""
+    if not message.HasField(field):
+        return None
+    return float(getattr(message, field).ToTimedelta().total_seconds())
 
 
 def optional(message: Any, field: str) -> Any:

@@ -72,9 +72,9 @@ BY_REASON: dict[str, HttpError] = {
     "payload_too_large": HttpError(413, "payload_too_large"),
     "unauthenticated": HttpError(401, "unauthenticated"),
     # Core's message says when the token expired: the holder needs a new one.
-    "token-expired": HttpError(401, "token-expired"),
+    "token_expired": HttpError(401, "token_expired"),
     # A stream ticket unknown, used, expired, or of a token no longer valid: ask for another.
-    "ticket-invalid": HttpError(401, "ticket-invalid"),
+    "ticket_invalid": HttpError(401, "ticket_invalid"),
     "permission_denied": HttpError(403, "permission_denied"),
     "conflict": HttpError(503, "conflict", client_fault=False, retry=True),
     "rate_limited": HttpError(429, "rate_limited", retry=True),

@@ -81,8 +81,10 @@ class FeedEvent:
         self.seq = message.seq
         self.card = message.card
         # employee -> (CallCardEvent type, reason)
-        self.changes = {c.employee_id: (c.type, c.reason) for c in message.changes}
-        self._messages: dict[tuple[int, str, str], Encoded | None] = {}
+        self.changes: dict[int, tuple[pb.CallCardEvent.Type, str]] = {}
+        for change in message.changes:
+            self.changes.update(dict.fromkeys(change.employee_ids, (change.type, change.reason)))
+        self._messages: dict[tuple[pb.CallCardEvent.Type, str, str], Encoded | None] = {}
 
     def message(self, employee_id: int, public_url: str) -> Encoded | None:
         """The SSE message for this employee's stream (None when its cards did not change)."""
@@ -107,14 +109,10 @@ class _Signal:
         return self.name
 
 
-QUIET = _Signal("QUIET")  # nothing to send for a keepalive period
+QUIET = _Signal("QUIET")  # nothing was sent for a while: send a keepalive
 BEHIND = _Signal("BEHIND")  # the stream must catch up from core
 END = _Signal("END")  # the stream is over
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+_IDLE = _Signal("IDLE")  # nothing to do yet
 
 
 @dataclasses.dataclass(eq=False)
@@ -132,6 +130,9 @@ class CardStream:
     joined: bool = False
     behind: bool = False
     ended: bool = False
+    # Nothing sent since the last keepalive tick; a keepalive is due.
+    quiet: bool = False
+    keepalive_due: bool = False
     _waiting: collections.deque[Encoded] = dataclasses.field(default_factory=collections.deque)
     _waiter: asyncio.Future[None] | None = None
 
@@ -162,32 +163,42 @@ class CardStream:
         self.ended = True
         self._notify()
 
+    def tick(self) -> None:
+        """A keepalive tick: one that finds the stream quiet since the last makes a
+        keepalive due, so that one goes out within two ticks of the last message."""
+        if self.quiet:
+            self.keepalive_due = True
+            self._notify()
+        self.quiet = True
+
     def _notify(self) -> None:
-        if self._waiter is not None:
-            _wake(self._waiter)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _next(self) -> Encoded | _Signal:
         if self._waiting:
+            self.quiet = False
             return self._waiting.popleft()
         if self.ended:
             return END
-        return BEHIND if self.behind else QUIET
+        if self.behind:
+            return BEHIND
+        if self.keepalive_due:
+            self.keepalive_due = self.quiet = False
+            return QUIET
+        return _IDLE
 
-    async def next(self, wait: float) -> Encoded | _Signal:
-        """The next message; QUIET after `wait` seconds without one; BEHIND when the
-        stream must catch up; END when it is over."""
-        item = self._next()
-        if item is not QUIET:
-            return item
-        loop = asyncio.get_running_loop()
-        waiter = self._waiter = loop.create_future()
-        timer = loop.call_later(wait, _wake, waiter)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            self._waiter = None
-        return self._next()
+    async def next(self) -> Encoded | _Signal:
+        """The next message; QUIET when a keepalive is due; BEHIND when the stream must
+        catch up; END when it is over."""
+        while (item := self._next()) is _IDLE:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        return item
 
 
 class CardRouter:
@@ -198,7 +209,7 @@ class CardRouter:
     def __init__(self, config: Config, core: CoreClient) -> None:
         self._config = config
         self._core = core
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         # False once core said it has no card feed (an older core).
         self.supported = True
         self._started = asyncio.Event()
@@ -219,17 +230,25 @@ class CardRouter:
         await self.stop()
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run())
+        if not self._tasks:
+            self._tasks = [asyncio.create_task(self._run()), asyncio.create_task(self._tick())]
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         for stream in list(self.streams()):
             stream.end()
+
+    async def _tick(self) -> None:
+        """Keepalives: a stream quiet for a whole VATS_SSE_KEEPALIVE gets one (one timer
+        for every stream, not one per stream and message)."""
+        while True:
+            await asyncio.sleep(self._config.sse_keepalive / 2)
+            for stream in self.streams():
+                stream.tick()
 
     # --- streams ---------------------------------------------------------------------------
 
@@ -261,10 +280,9 @@ class CardRouter:
         """The stream's SSE messages, with a keepalive comment whenever it is quiet; it
         ends when `over` is done, its token is revoked, or it cannot catch up."""
         over.add_done_callback(lambda _: stream.end())
-        keepalive = self._config.sse_keepalive
         try:
             while True:
-                item: Encoded | _Signal | None = await stream.next(keepalive)
+                item: Encoded | _Signal | None = await stream.next()
                 if item is BEHIND:
                     item = await self._catch_up(stream)
                 if isinstance(item, Encoded):

@@ -7,34 +7,25 @@ bound to that employee.
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
 from typing import Any
 
 import falcon.asgi
 
-from gateway import convert
+from gateway import convert, params
 from gateway.auth import caller_authorization
 from gateway.config import Config
 from gateway.core_client import CoreClient
-from gateway.errors import GatewayError, invalid_fields
+from gateway.params import Fields
 from telephony.v1 import call_pb2, call_service_pb2
 from telephony.v1.call_service_pb2 import ListCallsRequest
 from vocabulary import DIRECTION, STATUS
-
-MAX_PAGE_SIZE = 500
-_ID = re.compile(r"[1-9][0-9]{0,17}")
-_MAX_FILTER_CHARS = 255
-
 
 _time = convert.time_json
 
 
 def _seconds(message: Any, field: str) -> float | None:
-    if not message.HasField(field):
-        return None
-    value = getattr(message, field).ToTimedelta().total_seconds()
-    return float(value) if value else None
+    """A Duration field in seconds; None when it is not set or zero."""
+    return convert.seconds(message, field) or None
 
 
 def _format(recording: call_pb2.Recording) -> str | None:
@@ -124,33 +115,21 @@ def call_details(call: call_pb2.Call, public_url: str) -> dict[str, Any]:
     }
 
 
-def _instant(raw: str) -> datetime:
-    """ISO-8601 date or date-time; one without an offset is UTC."""
-    value = datetime.fromisoformat(raw.strip())
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def list_request(req: falcon.asgi.Request) -> call_service_pb2.ListCallsRequest:
     """The ListCalls request for the query string; every bad filter is named in one 422."""
     request = call_service_pb2.ListCallsRequest()
-    fields: dict[str, str] = {}
-    for read in (_phone, _statuses, _direction, _ids, _bounds, read_page):
+    fields: Fields = {}
+    for read in (_phone, _statuses, _direction, _ids, _bounds, params.read_page):
         read(req, request, fields)
-    if fields:
-        raise invalid_fields(fields)
+    params.check(fields)
     return request
 
 
 # Each reads its filters into the request, or says in `fields` what is wrong with them.
-Fields = dict[str, str]
 
 
 def _phone(req: falcon.asgi.Request, request: ListCallsRequest, fields: Fields) -> None:
-    phone = (req.get_param("phone") or "").strip()
-    if len(phone) > _MAX_FILTER_CHARS:
-        fields["phone"] = "too long"
-    elif phone:
-        request.phone = phone
+    request.phone = params.text(req, "phone", fields)
 
 
 def _statuses(req: falcon.asgi.Request, request: ListCallsRequest, fields: Fields) -> None:
@@ -167,7 +146,7 @@ def _statuses(req: falcon.asgi.Request, request: ListCallsRequest, fields: Field
 
 
 def _direction(req: falcon.asgi.Request, request: ListCallsRequest, fields: Fields) -> None:
-    direction = (req.get_param("direction") or "").strip()
+    direction = params.raw(req, "direction")
     if direction and direction not in DIRECTION:
         fields["direction"] = " or ".join(DIRECTION.names)
     elif direction:
@@ -175,45 +154,15 @@ def _direction(req: falcon.asgi.Request, request: ListCallsRequest, fields: Fiel
 
 
 def _ids(req: falcon.asgi.Request, request: ListCallsRequest, fields: Fields) -> None:
-    for name, field in (("employee", "employee_id"), ("channel", "channel_id")):
-        raw = (req.get_param(name) or "").strip()
-        if raw and not _ID.fullmatch(raw):
-            fields[name] = "a positive whole number"
-        elif raw:
-            setattr(request, field, int(raw))
+    request.employee_id = params.positive_id(req, "employee", fields)
+    request.channel_id = params.positive_id(req, "channel", fields)
 
 
 def _bounds(req: falcon.asgi.Request, request: ListCallsRequest, fields: Fields) -> None:
-    bounds: dict[str, datetime] = {}
-    for name, field in (("from", "create_time_from"), ("to", "create_time_to")):
-        raw = (req.get_param(name) or "").strip()
-        if not raw:
-            continue
-        try:
-            bounds[name] = _instant(raw)
-            getattr(request, field).FromDatetime(bounds[name])
-        except (ValueError, OverflowError):
-            fields[name] = "an ISO-8601 date or date-time, e.g. 2026-01-31T09:00:00Z"
-    if "from" in bounds and "to" in bounds and bounds["from"] >= bounds["to"]:
+    start = params.instant(req, "from", fields, request.create_time_from)
+    end = params.instant(req, "to", fields, request.create_time_to)
+    if start is not None and end is not None and start >= end:
         fields["to"] = "must be later than from"
-
-
-def read_page(
-    req: falcon.asgi.Request,
-    request: ListCallsRequest | call_service_pb2.ListCallbacksRequest,
-    fields: Fields,
-) -> None:
-    """`page_size` and `page_token`, as every paged listing reads them."""
-    raw_size = (req.get_param("page_size") or "").strip()
-    if raw_size and (not raw_size.isdigit() or not 1 <= int(raw_size) <= MAX_PAGE_SIZE):
-        fields["page_size"] = f"a whole number from 1 to {MAX_PAGE_SIZE}"
-    elif raw_size:
-        request.page_size = int(raw_size)
-    token = (req.get_param("page_token") or "").strip()
-    if len(token) > 1024:
-        fields["page_token"] = "not a token from a previous page"
-    elif token:
-        request.page_token = token
 
 
 class CallHistoryResource:
@@ -249,8 +198,6 @@ class CallResource:
     ) -> None:
         req.context.action = "get_call"
         authorization = caller_authorization(req)
-        if not _ID.fullmatch(call_id):
-            raise GatewayError(404, "not_found", "call not found")
-        request = call_service_pb2.GetCallRequest(call_id=int(call_id))
+        request = call_service_pb2.GetCallRequest(call_id=params.path_id(call_id, "call"))
         reply = await self._core.get_call(request, authorization, req.context.request_id)
         resp.media = {"data": call_details(reply.call, self._config.public_url_for(req.scheme))}

@@ -19,6 +19,8 @@ from telephony.v1 import call_pb2, call_service_pb2
 log = logging.getLogger("gateway")
 
 _EXPIRES = re.compile(r"[0-9]{1,18}")
+# The id of the token a signed link was made for (links made before links were bound name none).
+_TOKEN_ID = re.compile(r"[A-Za-z0-9_-]{0,64}")
 # Recording ids are short tokens; anything else names no recording (and would only
 # make core echo it back in an oversized error).
 _RECORDING_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -45,6 +47,18 @@ def _unsatisfiable(size: int) -> GatewayError:
     )
 
 
+def _read_link(req: falcon.asgi.Request, request: call_service_pb2.DownloadRecordRequest) -> None:
+    """A signed link's expiry, token and signature, passed on for core to check."""
+    expires = req.get_param("expires") or ""
+    signature = req.get_param("signature") or ""
+    token_id = req.get_param("token") or ""
+    if not (expires or signature or token_id):
+        return
+    if not (signature and _EXPIRES.fullmatch(expires) and _TOKEN_ID.fullmatch(token_id)):
+        raise _invalid_link()
+    request.expires, request.signature, request.token_id = int(expires), signature, token_id
+
+
 class RecordsResource:
     def __init__(self, core: CoreClient) -> None:
         self._core = core
@@ -57,12 +71,7 @@ class RecordsResource:
         if not _RECORDING_ID.fullmatch(recording_id):
             raise GatewayError(404, "not_found", "no such recording")
         request = call_service_pb2.DownloadRecordRequest(recording_id=recording_id)
-        expires, signature = req.get_param("expires"), req.get_param("signature")
-        if expires or signature:
-            if not (expires and signature and _EXPIRES.fullmatch(expires)):
-                raise _invalid_link()
-            request.expires = int(expires)
-            request.signature = signature
+        _read_link(req, request)
         wanted = ranges.parse_range(req.get_header("Range"))
         if wanted is not None and wanted.offset is not None:
             request.offset, request.length = wanted.offset, wanted.length

@@ -32,9 +32,12 @@ def seed() -> dict[str, object]:
 
 
 @contextlib.asynccontextmanager
-async def running_core(tmp_path: Path, **settings: Any) -> AsyncIterator[Core]:
+async def running_core(
+    tmp_path: Path, *, stream_token_check_seconds: float | None = None, **settings: Any
+) -> AsyncIterator[Core]:
     """A real core (grpc.aio server, embedded store, demo seed) on a free port;
-    `settings` override the CoreConfig fields."""
+    `settings` override the CoreConfig fields. With `stream_token_check_seconds`, live
+    streams check their tokens that often (tests then need not wait for a revocation)."""
     config = CoreConfig(
         grpc_addr="127.0.0.1:0",
         seed_path=str(DEMO_SEED),
@@ -44,6 +47,8 @@ async def running_core(tmp_path: Path, **settings: Any) -> AsyncIterator[Core]:
         sweep_interval_seconds=3600,
     )
     server = Core(dataclasses.replace(config, **settings))
+    if stream_token_check_seconds is not None:
+        server.stream_token_check_seconds = stream_token_check_seconds
     await server.start()
     try:
         yield server
@@ -103,12 +108,20 @@ class LiveStack(launcher.Stack):
         return f"{self.http_url}/api/v2/telephony/calls/{self.channel_key}"
 
 
-@pytest.fixture(scope="module")
-def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
-    stack = LiveStack(tmp_path_factory.mktemp("stack"))
+@contextlib.contextmanager
+def running_stack(workdir: Path, extra_env: dict[str, str] | None = None) -> Iterator[LiveStack]:
+    """Core and gateway started in `workdir`, both stopped at the end (also when a start
+    failed)."""
+    stack = LiveStack(workdir, extra_env)
     try:
         stack.start_core()
         stack.start_gateway()
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture(scope="module")
+def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+    with running_stack(tmp_path_factory.mktemp("stack")) as stack:
+        yield stack

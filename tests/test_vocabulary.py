@@ -21,6 +21,7 @@ from gateway.config import Config
 from gateway.health import AGENT_PAGE_PATH
 from telephony.v1 import call_pb2, call_service_pb2, directory_service_pb2
 from vats_cli import render
+from vats_lifetime.launcher import PROJECT_DIR
 
 ENUMS = [
     (vocabulary.STATUS, call_pb2.Call.State.DESCRIPTOR),
@@ -31,21 +32,28 @@ ENUMS = [
 ]
 
 
-def test_the_http_api_keeps_its_published_names() -> None:
-    # PBXs and scripts send and read these: renaming a proto value must not rename them unseen.
-    assert vocabulary.STATUS.names == (
-        "ringing",
-        "in-progress",
-        "canceled",
-        "missed",
-        "failed",
-        "answered",
-        "busy",
-    )
-    assert vocabulary.DIRECTION.names == ("incoming", "outgoing")
-    assert vocabulary.FORMAT.names == ("mp3", "mp4", "wav", "ogg")
-    assert vocabulary.CARD_EVENT.names == ("show", "update", "hide", "reset")
-    assert vocabulary.ROLE.names == ("admin", "service", "employee", "supervisor")
+# PBXs and scripts send and read these: renaming or removing a proto value must not change
+# them unseen. A new value adds a name without touching this list.
+PUBLISHED = {
+    "status": (
+        vocabulary.STATUS,
+        ("ringing", "in-progress", "canceled", "missed", "failed", "answered", "busy"),
+    ),
+    "direction": (vocabulary.DIRECTION, ("incoming", "outgoing")),
+    "format": (vocabulary.FORMAT, ("mp3", "mp4", "wav", "ogg")),
+    "card-event": (vocabulary.CARD_EVENT, ("show", "update", "hide", "reset")),
+    "role": (vocabulary.ROLE, ("admin", "service", "employee", "supervisor")),
+}
+
+
+@pytest.mark.parametrize(("names", "published"), PUBLISHED.values(), ids=PUBLISHED.keys())
+def test_the_http_api_keeps_its_published_names(
+    names: vocabulary.WireNames[int], published: tuple[str, ...]
+) -> None:
+    assert [name for name in published if name not in names] == []
+
+
+def test_the_active_statuses_are_the_published_ones() -> None:
     assert vocabulary.ACTIVE_STATUSES == ("ringing", "in-progress")
 
 
@@ -140,3 +148,24 @@ async def test_the_gateway_serves_the_agent_vocabulary_for_revalidation() -> Non
 def test_the_agent_page_loads_the_vocabulary_before_its_script() -> None:
     html = AGENT_PAGE_PATH.read_text(encoding="utf-8")
     assert html.index(f'src="{AGENT_VOCABULARY_PATH}"') < html.index('src="/static/agent.js"')
+
+
+# The documents that state which endings open a callback, in prose a person writes.
+CALLBACK_RULE_DOCUMENTS = [
+    "README.md",
+    "gateway/openapi_source.json",
+    "proto/telephony/v1/call_service.proto",
+]
+
+
+@pytest.mark.parametrize("path", CALLBACK_RULE_DOCUMENTS)
+def test_the_documents_name_the_endings_that_open_a_callback(path: str) -> None:
+    # domain.UNANSWERED_STATUSES is the rule; a status added to it (or taken out) must show
+    # in every sentence that lists them ("an incoming call that ends missed, ... or failed").
+    text = (PROJECT_DIR / path).read_text(encoding="utf-8")
+    text = re.sub(r"\s*\n\s*(//)?\s*", " ", text.replace("`", ""))
+    name = "(?:{})".format("|".join(map(re.escape, sorted(vocabulary.STATUS, key=len)[::-1])))
+    lists = re.findall(rf"\bend(?:s|ed) ({name}(?:(?:, | or ){name})+)\b", text)
+    assert lists, f"{path} no longer lists the endings that open a callback"
+    rule = {status.value for status in domain.UNANSWERED_STATUSES}
+    assert [set(re.split(r", | or ", found)) for found in lists] == [rule] * len(lists)

@@ -7,16 +7,15 @@ import argparse
 import json
 import re
 from collections.abc import Iterable
-from datetime import UTC, timedelta
-from typing import Any
+from datetime import timedelta
 
 from google.protobuf.duration_pb2 import Duration
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from telephony.v1 import directory_service_pb2
 from vats_cli import render
 from vats_cli.client import CoreClient
 from vats_cli.render import Output
+from vats_rpc.audit import entry_json
 from vocabulary import ROLE
 
 _TTL = re.compile(r"(\d+)([smhd])")
@@ -67,27 +66,6 @@ def _export(args: argparse.Namespace, core: CoreClient, out: Output) -> None:
     for batch in core.export_audit_entries(request):
         for entry in batch.entries:
             out.write_line(json.dumps(entry_json(entry), ensure_ascii=False))
-
-
-def _time(value: Timestamp) -> str:
-    return value.ToDatetime(tzinfo=UTC).isoformat().replace("+00:00", "Z")
-
-
-def entry_json(entry: directory_service_pb2.AuditEntry) -> dict[str, Any]:
-    """An entry as the HTTP API's audit export writes it."""
-    return {
-        "entry_id": entry.entry_id,
-        "at": _time(entry.time),
-        "action": entry.action,
-        "actor": {
-            "token_id": entry.actor.token_id,
-            "role": ROLE.name(entry.actor.role),
-            "employee_id": entry.actor.employee_id or None,
-        },
-        "address": entry.address,
-        "target": entry.target,
-        "details": dict(sorted(entry.details.items())),
-    }
 
 
 def _details(entry: directory_service_pb2.AuditEntry) -> str:

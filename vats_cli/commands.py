@@ -8,6 +8,7 @@ import sqlite3
 import sys
 from collections.abc import Iterable
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 
 from telephony.v1 import (
@@ -87,13 +88,13 @@ def channels_show(args: argparse.Namespace, core: CoreClient, out: Output) -> No
 def channels_update(args: argparse.Namespace, core: CoreClient, out: Output) -> None:
     if args.name is None and args.department is None and args.enabled is None:
         raise UsageError("nothing to change: give --name, --department, --enable or --disable")
-    request = channel_service_pb2.UpdateChannelRequest(channel_id=args.channel_id)
-    if args.name is not None:
-        request.name = args.name
-    if args.department is not None:
-        request.department_id = args.department
-    if args.enabled is not None:
-        request.enabled = args.enabled
+    # An option not given stays unset (protobuf's constructors skip None): kept as it is.
+    request = channel_service_pb2.UpdateChannelRequest(
+        channel_id=args.channel_id,
+        name=args.name,
+        department_id=args.department,
+        enabled=args.enabled,
+    )
     response = core.update_channel(request)
     out.emit(response, _channel_text(response.channel))
 
@@ -262,9 +263,14 @@ def tokens_revoke(args: argparse.Namespace, core: CoreClient, out: Output) -> No
     out.emit(response, f"token {args.token_id} revoked")
 
 
-def _expiry(token: directory_service_pb2.Token) -> str:
-    """When the token expires ("never" for a token without a lifetime)."""
-    return render.timestamp(token, "expire_time") if token.HasField("expire_time") else "never"
+def _expiry(token: directory_service_pb2.Token, now: datetime | None = None) -> str:
+    """When the token expires ("never" for a token without a lifetime), marked once it has:
+    core refuses it from that moment on."""
+    if not token.HasField("expire_time"):
+        return "never"
+    shown = render.timestamp(token, "expire_time")
+    expired = token.expire_time.ToDatetime(tzinfo=UTC) <= (now or datetime.now(UTC))
+    return f"{shown} (expired)" if expired else shown
 
 
 def _role_name(role: int) -> str:

@@ -149,8 +149,12 @@ def _connection_options(parser: argparse.ArgumentParser, defaults: bool) -> None
     )
 
 
-def _area(areas: argparse._SubParsersAction[Parser], name: str, summary: str) -> Parser:
-    return areas.add_parser(name, help=summary, description=summary)
+def _area(
+    areas: argparse._SubParsersAction[Parser], name: str, summary: str
+) -> argparse._SubParsersAction[Parser]:
+    """An area of commands (`vats channels ...`): where its commands are added."""
+    area = areas.add_parser(name, help=summary, description=summary)
+    return area.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
 
 def _command(
@@ -165,9 +169,14 @@ def _command(
     return command
 
 
+def _paging(command: Parser, limit_help: str) -> None:
+    """--limit and --page-token, as every paged listing takes them."""
+    command.add_argument("--limit", type=_page_size, metavar="N", help=limit_help)
+    command.add_argument("--page-token", metavar="TOKEN", help="the page after a previous listing")
+
+
 def _channel_commands(areas: argparse._SubParsersAction[Parser], common: Parser) -> None:
-    area = _area(areas, "channels", "PBX channels: their keys, URLs and PBX user mappings")
-    sub = area.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    sub = _area(areas, "channels", "PBX channels: their keys, URLs and PBX user mappings")
 
     create = _command(
         sub,
@@ -232,8 +241,7 @@ def _channel_commands(areas: argparse._SubParsersAction[Parser], common: Parser)
 
 
 def _directory_commands(areas: argparse._SubParsersAction[Parser], common: Parser) -> None:
-    employees = _area(areas, "employees", "employees who may be shown call cards")
-    sub = employees.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    sub = _area(areas, "employees", "employees who may be shown call cards")
     upsert = _command(
         sub, "upsert", commands.employees_upsert, "create or replace an employee", common
     )
@@ -247,8 +255,7 @@ def _directory_commands(areas: argparse._SubParsersAction[Parser], common: Parse
     )
     _command(sub, "list", commands.employees_list, "list employees", common)
 
-    groups = _area(areas, "groups", "groups of employees, a call's possible audience")
-    sub = groups.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    sub = _area(areas, "groups", "groups of employees, a call's possible audience")
     upsert = _command(sub, "upsert", commands.groups_upsert, "create or replace a group", common)
     upsert.add_argument("group_id", type=_id, metavar="ID")
     upsert.add_argument("--name", required=True)
@@ -260,8 +267,7 @@ def _directory_commands(areas: argparse._SubParsersAction[Parser], common: Parse
     )
     _command(sub, "list", commands.groups_list, "list groups", common)
 
-    departments = _area(areas, "departments", "departments where call tickets are opened")
-    sub = departments.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    sub = _area(areas, "departments", "departments where call tickets are opened")
     upsert = _command(
         sub, "upsert", commands.departments_upsert, "create or rename a department", common
     )
@@ -271,8 +277,7 @@ def _directory_commands(areas: argparse._SubParsersAction[Parser], common: Parse
 
 
 def _contact_commands(areas: argparse._SubParsersAction[Parser], common: Parser) -> None:
-    area = _area(areas, "contacts", "callers' numbers and the names their calls show")
-    sub = area.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    sub = _area(areas, "contacts", "callers' numbers and the names their calls show")
     upsert = _command(
         sub,
         "upsert",
@@ -287,10 +292,7 @@ def _contact_commands(areas: argparse._SubParsersAction[Parser], common: Parser)
     list_ = _command(
         sub, "list", contacts.contacts_list, "list contacts, named or not, by id", common
     )
-    list_.add_argument(
-        "--limit", type=_page_size, metavar="N", help="one page of N contacts, 1..500 [all]"
-    )
-    list_.add_argument("--page-token", metavar="TOKEN", help="the page after a previous listing")
+    _paging(list_, "one page of N contacts, 1..500 [all]")
     remove = _command(
         sub,
         "remove",
@@ -302,8 +304,7 @@ def _contact_commands(areas: argparse._SubParsersAction[Parser], common: Parser)
 
 
 def _token_commands(areas: argparse._SubParsersAction[Parser], common: Parser) -> None:
-    tokens = _area(areas, "tokens", "access tokens for core and the card stream")
-    sub = tokens.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    sub = _area(areas, "tokens", "access tokens for core and the card stream")
     issue = _command(
         sub, "issue", commands.tokens_issue, "issue a token; prints its secret once", common
     )
@@ -335,8 +336,7 @@ def _audit_commands(areas: argparse._SubParsersAction[Parser], common: Parser) -
     command.add_argument(
         "--until", type=_moment, metavar="TIME", help="before (ISO 8601; UTC by default)"
     )
-    command.add_argument("--limit", type=_page_size, metavar="N", help="entries, 1..500 [50]")
-    command.add_argument("--page-token", metavar="TOKEN", help="the page after a previous listing")
+    _paging(command, "entries, 1..500 [50]")
     command.add_argument(
         "--json-lines",
         action="store_true",
@@ -345,8 +345,7 @@ def _audit_commands(areas: argparse._SubParsersAction[Parser], common: Parser) -
 
 
 def _call_commands(areas: argparse._SubParsersAction[Parser], common: Parser) -> None:
-    calls = _area(areas, "calls", "calls reported by the PBX, with their tickets")
-    sub = calls.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    sub = _area(areas, "calls", "calls reported by the PBX, with their tickets")
     list_ = _command(sub, "list", commands.calls_list, "list calls, newest first", common)
     list_.add_argument("--channel", type=_id, metavar="ID", help="calls of this channel")
     list_.add_argument("--phone", help="the other party's number, in any common notation")
@@ -375,8 +374,7 @@ def _call_commands(areas: argparse._SubParsersAction[Parser], common: Parser) ->
         metavar="TIME",
         help="created before (ISO 8601; UTC unless an offset is given)",
     )
-    list_.add_argument("--limit", type=_page_size, metavar="N", help="calls per page, 1..500 [50]")
-    list_.add_argument("--page-token", metavar="TOKEN", help="the page after a previous listing")
+    _paging(list_, "calls per page, 1..500 [50]")
     show = _command(
         sub,
         "show",
@@ -386,8 +384,7 @@ def _call_commands(areas: argparse._SubParsersAction[Parser], common: Parser) ->
     )
     show.add_argument("call_id", type=_id, metavar="CALL_ID")
 
-    cards = _area(areas, "cards", "live call cards")
-    sub = cards.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    sub = _area(areas, "cards", "live call cards")
     watch = _command(
         sub,
         "watch",
@@ -408,8 +405,7 @@ def _call_commands(areas: argparse._SubParsersAction[Parser], common: Parser) ->
 
 
 def _workspace_commands(areas: argparse._SubParsersAction[Parser], common: Parser) -> None:
-    callbacks = _area(areas, "callbacks", "missed incoming numbers waiting to be called back")
-    sub = callbacks.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    sub = _area(areas, "callbacks", "missed incoming numbers waiting to be called back")
     list_ = _command(
         sub,
         "list",
@@ -424,10 +420,7 @@ def _workspace_commands(areas: argparse._SubParsersAction[Parser], common: Parse
         help="which callbacks [open]",
     )
     list_.add_argument("--channel", type=_id, metavar="ID", help="callbacks of this channel")
-    list_.add_argument(
-        "--limit", type=_page_size, metavar="N", help="callbacks per page, 1..500 [50]"
-    )
-    list_.add_argument("--page-token", metavar="TOKEN", help="the page after a previous listing")
+    _paging(list_, "callbacks per page, 1..500 [50]")
     mark = _command(
         sub,
         "mark",

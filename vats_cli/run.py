@@ -188,6 +188,11 @@ def banner(env: Mapping[str, str]) -> str:
     employee_tokens = [t["token"] for t in tokens if t.get("role") == "employee" and t.get("token")]
     agent = f"  Agent page:   {public}/agent"
     lines.append(agent + (f"  (token: {employee_tokens[0]})" if employee_tokens else ""))
+    supervisor_tokens = [
+        t["token"] for t in tokens if t.get("role") == "supervisor" and t.get("token")
+    ]
+    if supervisor_tokens:
+        lines.append(f"  Board:        {public}/board  (token: {supervisor_tokens[0]})")
     admin_tokens = [t["token"] for t in tokens if t.get("role") == "admin" and t.get("token")]
     if admin_tokens:
         target = env["VATS_CORE_TARGET"]

@@ -1,10 +1,12 @@
 """The HTTP API's names of the telephony.v1 enums (`ringing`, `in-progress`, `incoming`,
-`show`, `mp3`, `admin`), derived from the generated protos and shared by core, gateway and CLI."""
+`show`, `mp3`, `admin`), derived from the generated protos, and how it writes times; shared
+by core, gateway and CLI."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Final, Generic, TypeVar, cast
 
 from google.protobuf.descriptor import EnumDescriptor
@@ -12,6 +14,12 @@ from google.protobuf.descriptor import EnumDescriptor
 from telephony.v1 import call_pb2, call_service_pb2, directory_service_pb2
 
 E = TypeVar("E", bound=int)
+
+
+def wire_time(moment: datetime) -> str:
+    """A time as the audit log, its exports and core's messages write it: RFC 3339 in
+    UTC to the millisecond, with `Z` (2026-11-27T13:18:04.189Z)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def wire_name(enum: EnumDescriptor, number: int) -> str | None:

@@ -1,6 +1,7 @@
 """1. create_call then update_call (multipart, wrk at 32 connections) through the real gateway
 and core, beside (a) a bare Falcon app that parses the same form and (b) that app relaying
-to a bare grpc.aio echo server. Goal: full path >= 0.5 x (b), for both actions."""
+to a bare grpc.aio echo server. Goal: full path >= 0.5 x (b), for both actions. And one
+create_call at a time at rest (before any load): goal under 3 ms at the gateway (median)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,20 @@ from pathlib import Path
 from typing import Any
 
 from bench.context import Context, Section, Verdict, ceiling_servers, fmt, ratio
-from bench.procs import CHANNEL_KEY, running_stack
+from bench.procs import CHANNEL_KEY, run_load, running_stack
 from bench.profile import Recorder
 from bench.wrk import run_wrk
 
 GOAL = 0.5
+REST_GOAL_MS = 3.0
+REST_COUNT = 200
 CALLS_PATH = f"/api/v2/telephony/calls/{CHANNEL_KEY}"
+
+
+def at_rest(ctx: Context, base_url: str, name: str) -> dict[str, Any]:
+    """REST_COUNT create_calls one after another on an idle server (bench.rest_load)."""
+    args = ["--url", base_url + CALLS_PATH, "--count", str(REST_COUNT)]
+    return run_load("bench.rest_load", args, ctx.folder("pbx"), name, timeout=300)
 
 
 def measure(ctx: Context, base_url: str, name: str, folder: Path) -> dict[str, dict[str, Any]]:
@@ -60,13 +69,16 @@ def run(ctx: Context) -> Section:
         return section
     folder = ctx.folder("pbx")
     results: dict[str, dict[str, dict[str, Any]]] = {}
+    rest: dict[str, dict[str, Any]] = {}
     with running_stack(folder / "stack") as stack:
+        rest["full"] = at_rest(ctx, stack.http_url, "rest-full")
         results["full"] = measure(ctx, stack.http_url, "full", folder)
         if ctx.settings.profile:
             assert stack.gateway is not None and stack.core is not None
             pids = {"core (full path)": stack.core.pid, "gateway (full path)": stack.gateway.pid}
             section.profiles = profile(ctx, stack.http_url, pids, folder)
     with ceiling_servers(folder) as ceilings:
+        rest["relay"] = at_rest(ctx, ceilings.relay_url, "rest-relay")
         results["bare"] = measure(ctx, ceilings.bare_url, "bare", folder)
         results["relay"] = measure(ctx, ceilings.relay_url, "relay", folder)
         # The real gateway in front of the echo server: the gateway's own share.
@@ -118,6 +130,7 @@ def run(ctx: Context) -> Section:
                 f"The full path's update window outran its create window: {repeated} updates "
                 "went round again (answered -> answered, allowed and applied in full)."
             )
+    _rest_rows(section, rest)
     s = ctx.settings
     gateway_share = ratio(results["gateway"]["create"]["rps"], results["relay"]["create"]["rps"])
     section.verdicts.append(
@@ -135,3 +148,36 @@ def run(ctx: Context) -> Section:
         "update_call moves one of those calls to answered by pbx_call_id."
     )
     return section
+
+
+def _rest_rows(section: Section, rest: dict[str, dict[str, Any]]) -> None:
+    full, relay = rest["full"], rest["relay"]
+    for label, r in (
+        ("full path (gateway + core)", full),
+        ("(b) bare Falcon -> grpc.aio echo", relay),
+    ):
+        section.rows.append(
+            [
+                "create_call at rest",
+                label,
+                "-",
+                fmt(r["p50_ms"], 2),
+                fmt(r["p99_ms"], 2),
+                str(r["errors"]),
+                fmt(ratio(relay["p50_ms"], r["p50_ms"]), 2),
+            ]
+        )
+    section.verdicts.append(
+        Verdict(
+            f"create_call at rest, gateway p50 of {REST_COUNT} sequential (relay (b): "
+            f"{fmt(relay['p50_ms'], 2)} ms)",
+            f"{fmt(full['p50_ms'], 2)} ms",
+            f"< {REST_GOAL_MS:g} ms",
+            full["p50_ms"] < REST_GOAL_MS,
+        )
+    )
+    section.notes.append(
+        f"At rest: python -m bench.rest_load, {REST_COUNT} multipart create_calls one after "
+        "another over one keep-alive connection (after 20 untimed), on the freshly started "
+        "stack before any other load; \"vs (b)\" for these rows is (b)'s p50 over the row's p50."
+    )

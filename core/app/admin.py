@@ -3,14 +3,13 @@ maps, departments, employees, groups and contacts (SPEC 2)."""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import unicodedata
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from core import domain
-from core.app import units
+from core.app import paging, units
 from core.app.audit import Action, note, record
 from core.auth import Principal, new_secret, secret_hash
 from core.domain import Employee
@@ -20,8 +19,6 @@ from core.storage.port import Store, UnitOfWork
 
 MIN_KEY_LENGTH = 8
 MAX_CONTACT_NAME_LENGTH = 200
-MAX_CONTACTS_PAGE_SIZE = 500
-DEFAULT_CONTACTS_PAGE_SIZE = 50
 
 
 @dataclasses.dataclass(frozen=True)
@@ -353,16 +350,11 @@ class DirectoryAdmin:
     ) -> tuple[list[Contact], str]:
         """A page of contacts by id, named or not, and the token of the next page
         ("" after the last); with an `actor`, the read is audited before it is returned."""
-        if page_size < 0:
-            raise InvalidRequest.of({"page_size": "must not be negative"})
-        size = min(page_size or DEFAULT_CONTACTS_PAGE_SIZE, MAX_CONTACTS_PAGE_SIZE)
-        after = _decode_contacts_token(page_token) if page_token else 0
+        size = paging.size(page_size)
+        after = paging.id_from_token(page_token) if page_token else 0
         contacts = units.read(self.store, lambda uow: uow.contacts.list(after, size + 1))
         record(self.store, actor, Action.CONTACTS_LISTED, self.clock(), count=len(contacts[:size]))
-        if len(contacts) <= size:
-            return contacts, ""
-        contacts = contacts[:size]
-        return contacts, _encode_contacts_token(contacts[-1].contact_id)
+        return paging.cut(contacts, size, lambda last: paging.id_token(last.contact_id))
 
     def remove_contact(self, contact_id: int, *, actor: Principal | None = None) -> None:
         """Forget a contact no call is linked to; one with calls is refused
@@ -408,21 +400,6 @@ def _check_contact(phone: str, name: str) -> None:
 
 def _has_control_characters(text: str) -> bool:
     return any(unicodedata.category(ch) == "Cc" for ch in text)
-
-
-def _encode_contacts_token(last_id: int) -> str:
-    return base64.urlsafe_b64encode(str(last_id).encode()).decode().rstrip("=")
-
-
-def _decode_contacts_token(token: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except ValueError:  # bad base64 or bad UTF-8
-        raw = ""
-    last_id = int(raw) if raw.isascii() and raw.isdigit() else 0
-    if last_id <= 0:
-        raise InvalidRequest.of({"page_token": "not a token from a previous page"})
-    return last_id
 
 
 def _require_id_and_name(entity_id: int, name: str, id_field: str) -> None:

@@ -8,22 +8,22 @@ data is handed out. Entries are only ever added: admins list and export them.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import enum
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
-from core.app import units
+from core.app import paging, units
 from core.auth import Principal
 from core.errors import InvalidRequest
 from core.model import AuditEntry, AuditQuery, utc_now
 from core.storage.port import Store, UnitOfWork
+from vocabulary import wire_time
 
-MAX_PAGE_SIZE = 500
-DEFAULT_PAGE_SIZE = 50
 # Entries read from the store at a time while exporting.
 EXPORT_BATCH = 500
+# Page tokens of the log name it, so that no other listing's token is taken for one.
+_TOKEN_PREFIX = "audit:"
 
 
 class Action(enum.StrEnum):
@@ -45,8 +45,12 @@ class Action(enum.StrEnum):
     # Reads of personal data.
     RECORDING_DOWNLOADED = "recording.downloaded"
     CALLS_LISTED = "calls.listed"
+    # A live stream of every call's changes, once when it opens.
+    CALLS_WATCHED = "calls.watched"
     CALLBACKS_LISTED = "callbacks.listed"
     CONTACTS_LISTED = "contacts.listed"
+    # The supervisor board (every active call's phone): once per read or opened stream.
+    BOARD_READ = "board.read"
     AUDIT_EXPORTED = "audit.exported"
 
 
@@ -54,7 +58,7 @@ def _text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
-        return value.isoformat()
+        return wire_time(value)
     if isinstance(value, list | tuple):
         return ",".join(_text(v) for v in value)
     return str(value)
@@ -70,7 +74,8 @@ def note(
     **details: object,
 ) -> None:
     """Add the entry of `action` to the unit of work that does it. Details left None
-    are left out; the parameters are positional so that a detail may be called `action`. Without an actor (the seed, core's own upkeep) nothing is noted."""
+    are left out; the parameters are positional so that a detail may be called `action`.
+    Without an actor (the seed, core's own upkeep) nothing is noted."""
     if actor is None:
         return
     uow.audit.add(
@@ -159,15 +164,10 @@ class AuditTrail:
         """A page of entries, newest first, and the token of the next page ("" after the last)."""
         principal.require()
         query = filters.query()
-        if page_size < 0:
-            raise InvalidRequest.of({"page_size": "must not be negative"})
-        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        before = _decode_page_token(page_token) if page_token else None
+        size = paging.size(page_size)
+        before = paging.id_from_token(page_token, _TOKEN_PREFIX) if page_token else None
         entries = units.read(self.store, lambda uow: uow.audit.newest(query, before, size + 1))
-        if len(entries) <= size:
-            return entries, ""
-        entries = entries[:size]
-        return entries, _encode_page_token(entries[-1].entry_id)
+        return paging.cut(entries, size, lambda last: paging.id_token(last.entry_id, _TOKEN_PREFIX))
 
     def export(self, principal: Principal, filters: AuditFilter) -> Iterator[list[AuditEntry]]:
         """Every matching entry, oldest first, in batches each read when asked for.
@@ -189,19 +189,3 @@ class AuditTrail:
 
 def _oldest(query: AuditQuery, after: int) -> Callable[[UnitOfWork], list[AuditEntry]]:
     return lambda uow: uow.audit.oldest(query, after, EXPORT_BATCH)
-
-
-def _encode_page_token(last_id: int) -> str:
-    return base64.urlsafe_b64encode(f"audit:{last_id}".encode()).decode().rstrip("=")
-
-
-def _decode_page_token(token: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except ValueError:  # bad base64 or bad UTF-8
-        raw = ""
-    prefix, _, number = raw.partition(":")
-    last_id = int(number) if prefix == "audit" and number.isascii() and number.isdigit() else 0
-    if last_id <= 0:
-        raise InvalidRequest.of({"page_token": "not a token from a previous page"})
-    return last_id

@@ -3,24 +3,19 @@ see them, marked called back by whoever called."""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from core import domain
-from core.app import audit, units
+from core.app import audit, paging, units
 from core.app.audit import Action
 from core.auth import Principal
 from core.domain import Call, Callback, CallbackState, Status
 from core.errors import InvalidRequest, NotFound, PermissionDenied
 from core.model import CallbackCursor, CallbackQuery, utc_now
 from core.storage.port import Store, UnitOfWork
-
-MAX_PAGE_SIZE = 500
-DEFAULT_PAGE_SIZE = 50
-
 
 # --- following the calls --------------------------------------------------------------
 
@@ -105,18 +100,17 @@ class CallbackDesk:
     ) -> CallbackPage:
         """A page of the callbacks `principal` may see: an employee those of calls it could
         see, every other role all of them."""
-        if page_size < 0:
-            raise InvalidRequest.of({"page_size": "must not be negative"})
-        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        size = paging.size(page_size)
         after = _decode_page_token(page_token) if page_token else None
         if principal.is_employee:
             query = dataclasses.replace(query, employee_id=principal.employee_id)
 
         def work(uow: UnitOfWork) -> CallbackPage:
-            found = uow.callbacks.page(query, after, size + 1)
-            next_token = _encode_page_token(found[size - 1]) if len(found) > size else ""
+            found, next_token = paging.cut(
+                uow.callbacks.page(query, after, size + 1), size, _encode_page_token
+            )
             return CallbackPage(
-                callbacks=[view_of(uow, c) for c in found[:size]],
+                callbacks=[view_of(uow, c) for c in found],
                 next_page_token=next_token,
                 open_count=uow.callbacks.count_open(query.channel_id, query.employee_id),
             )
@@ -171,19 +165,14 @@ def _caller(principal: Principal, employee_id: int | None) -> int | None:
 
 
 def _encode_page_token(last: Callback) -> str:
-    raw = json.dumps([last.state.value, last.listed_at.isoformat(), last.callback_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return paging.token(
+        json.dumps([last.state.value, last.listed_at.isoformat(), last.callback_id])
+    )
 
 
 def _decode_page_token(token: str) -> CallbackCursor:
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        state, at, callback_id = json.loads(raw)
-        when = datetime.fromisoformat(at)
-        return CallbackCursor(
-            CallbackState(state),
-            when if when.tzinfo else when.replace(tzinfo=UTC),
-            int(callback_id),
-        )
+        state, at, callback_id = json.loads(paging.token_text(token))
+        return CallbackCursor(CallbackState(state), paging.instant(at), int(callback_id))
     except (ValueError, TypeError) as exc:
-        raise InvalidRequest.of({"page_token": "not a token from a previous page"}) from exc
+        raise paging.not_a_token() from exc

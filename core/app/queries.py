@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 
 from core import domain
-from core.app import audit, units
+from core.app import audit, paging, units
 from core.app.audit import Action
 from core.auth import Principal
-from core.errors import InvalidRequest, NotFound, PermissionDenied
+from core.errors import NotFound, PermissionDenied
 from core.model import Call, CallQuery, CallView, PageCursor, utc_now
 from core.storage.port import Store, UnitOfWork
-
-MAX_PAGE_SIZE = 500
-DEFAULT_PAGE_SIZE = 50
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,9 +47,7 @@ class CallQueries:
             if filters.employee_id not in (None, principal.employee_id):
                 raise PermissionDenied("an employee token lists only its own calls")
             filters = dataclasses.replace(filters, employee_id=principal.employee_id)
-        if page_size < 0:
-            raise InvalidRequest.of({"page_size": "must not be negative"})
-        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        size = paging.size(page_size)
         after = _decode_page_token(page_token) if page_token else None
         query = CallQuery(
             channel_id=filters.channel_id or None,
@@ -66,11 +60,9 @@ class CallQueries:
         )
 
         def work(uow: UnitOfWork) -> tuple[list[CallView], str]:
-            calls = uow.calls.page(query, after, size + 1)
-            next_token = ""
-            if len(calls) > size:
-                calls = calls[:size]
-                next_token = _encode_page_token(calls[-1])
+            calls, next_token = paging.cut(
+                uow.calls.page(query, after, size + 1), size, _encode_page_token
+            )
             return [units.view_of(uow, c) for c in calls], next_token
 
         page = units.read(self.store, work)
@@ -86,15 +78,12 @@ def _sees(principal: Principal, call: Call) -> bool:
 
 
 def _encode_page_token(last: Call) -> str:
-    raw = json.dumps([last.created_at.isoformat(), last.call_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return paging.token(json.dumps([last.created_at.isoformat(), last.call_id]))
 
 
 def _decode_page_token(token: str) -> PageCursor:
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        created_at, call_id = json.loads(raw)
-        at = datetime.fromisoformat(created_at)
-        return PageCursor(at if at.tzinfo else at.replace(tzinfo=UTC), int(call_id))
+        created_at, call_id = json.loads(paging.token_text(token))
+        return PageCursor(paging.instant(created_at), int(call_id))
     except (ValueError, TypeError) as exc:
-        raise InvalidRequest.of({"page_token": "not a token from a previous page"}) from exc
+        raise paging.not_a_token() from exc

@@ -25,12 +25,14 @@ from core.auth import (
 from core.errors import (
     InvalidRequest,
     NotFound,
+    PermissionDenied,
     TicketInvalid,
     TokenExpired,
     Unauthenticated,
 )
 from core.model import StreamTicket, Token, utc_now
 from core.storage.port import Store, UnitOfWork
+from vocabulary import wire_time
 
 # How long a stream ticket may wait to be redeemed.
 TICKET_TTL = timedelta(seconds=60)
@@ -46,7 +48,7 @@ def _refusal(token: Token | None, now: datetime) -> Unauthenticated | None:
     if token.expired(now):
         assert token.expires_at is not None
         return TokenExpired(
-            f"the token expired at {token.expires_at.isoformat()}; ask for a new one"
+            f"the token expired at {wire_time(token.expires_at)}; ask for a new one"
         )
     return None
 
@@ -98,6 +100,15 @@ class TokenDesk:
             raise refusal
         assert token is not None
         return _principal(token)
+
+    def link_holder(self, token_id: str, *, address: str = "") -> Principal:
+        """The principal of the token a signed link was made for, at `address`: the
+        links of a token that was revoked or has expired stop working with it."""
+        token = units.read(self.store, lambda uow: uow.tokens.get(token_id))
+        if _refusal(token, self.clock()) is not None:
+            raise PermissionDenied("the link's token was revoked or has expired")
+        assert token is not None
+        return dataclasses.replace(_principal(token), address=address)
 
     def issue(
         self,

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from core import errors
 from core.app.audit import Action
+from core.app.board import Board
 from core.auth import Principal, Role
 from core.board_stream import BoardFeed
 from core.events import CallUpdate, EventStreams
@@ -69,58 +70,55 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
         self.blobs = blob_runner
         self.board_feed = board_feed
 
-    def _call(self, view: CallView) -> call_pb2.Call:
-        return encode.call_message(view, self.h.links)
+    def _call(self, view: CallView, principal: Principal) -> call_pb2.Call:
+        """A call as handed to `principal`, its recordings' links bound to its token."""
+        return encode.call_message(view, self.h.links_for(principal))
 
     async def CreateCall(
         self, request: pb.CreateCallRequest, context: Context
     ) -> pb.CreateCallResponse:
-        return await self.h.unary(
-            context,
-            SERVICE,
-            lambda _: self.app.calls.create_call(
+        def work(principal: Principal) -> pb.CreateCallResponse:
+            view, created = self.app.calls.create_call(
                 decode.channel_ref(request.channel),
                 decode.create_command(request),
                 request.idempotency_key,
-            ),
-            lambda done: pb.CreateCallResponse(call=self._call(done[0]), created=done[1]),
-        )
+            )
+            return pb.CreateCallResponse(call=self._call(view, principal), created=created)
+
+        return await self.h.call(context, SERVICE, work)
 
     async def UpdateCall(
         self, request: pb.UpdateCallRequest, context: Context
     ) -> pb.UpdateCallResponse:
-        return await self.h.unary(
-            context,
-            SERVICE,
-            lambda _: self.app.calls.update_call(
+        def work(principal: Principal) -> pb.UpdateCallResponse:
+            view = self.app.calls.update_call(
                 decode.channel_ref(request.channel),
                 decode.update_command(request),
                 request.idempotency_key,
-            ),
-            lambda view: pb.UpdateCallResponse(call=self._call(view)),
-        )
+            )
+            return pb.UpdateCallResponse(call=self._call(view, principal))
+
+        return await self.h.call(context, SERVICE, work)
 
     async def GetCall(self, request: pb.GetCallRequest, context: Context) -> pb.GetCallResponse:
-        return await self.h.unary(
-            context,
-            READERS,
-            lambda principal: self.app.queries.get_call(principal, request.call_id),
-            lambda view: pb.GetCallResponse(call=self._call(view)),
-        )
+        def work(principal: Principal) -> pb.GetCallResponse:
+            view = self.app.queries.get_call(principal, request.call_id)
+            return pb.GetCallResponse(call=self._call(view, principal))
+
+        return await self.h.call(context, READERS, work)
 
     async def ListCalls(
         self, request: pb.ListCallsRequest, context: Context
     ) -> pb.ListCallsResponse:
-        return await self.h.unary(
-            context,
-            READERS,
-            lambda principal: self.app.queries.list_calls(
+        def work(principal: Principal) -> pb.ListCallsResponse:
+            views, next_page_token = self.app.queries.list_calls(
                 principal, decode.call_filter(request), request.page_size, request.page_token
-            ),
-            lambda page: pb.ListCallsResponse(
-                calls=[self._call(v) for v in page[0]], next_page_token=page[1]
-            ),
-        )
+            )
+            return pb.ListCallsResponse(
+                calls=[self._call(v, principal) for v in views], next_page_token=next_page_token
+            )
+
+        return await self.h.call(context, READERS, work)
 
     # The card streams yield encoded messages (core.rpc.card_streams.add_call_service).
     async def WatchCallCards(
@@ -143,21 +141,26 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
     async def WatchCalls(
         self, request: pb.WatchCallsRequest, context: Context
     ) -> AsyncIterator[pb.CallEvent]:
-        principal = await self.h.principal(context, (*SERVICE, *SUPERVISORS))
-        await checked(context, lambda: decode.after_seq(request.after_seq))
+        def opened(principal: Principal) -> Principal:
+            decode.after_seq(request.after_seq)
+            # Every call's changes: recorded once, when the stream opens.
+            self.app.audit.record(principal, Action.CALLS_WATCHED, after_seq=request.after_seq)
+            return principal
+
+        principal = await self.h.call(context, (*SERVICE, *SUPERVISORS), opened, stream=True)
         async for event in watch(
             context,
             self.streams.hub,
             principal,
             lambda subscription: self.streams.calls(request.after_seq, subscription),
-            self._call_event,
+            lambda update: self._call_event(update, principal),
         ):
             yield event
 
-    def _call_event(self, update: CallUpdate) -> pb.CallEvent:
+    def _call_event(self, update: CallUpdate, principal: Principal) -> pb.CallEvent:
         event = pb.CallEvent(seq=update.seq, type=_CALL_TYPES[update.kind], reason=update.reason)
         if update.view is not None:
-            event.call.CopyFrom(self._call(update.view))
+            event.call.CopyFrom(self._call(update.view, principal))
         return event
 
     async def UploadRecord(
@@ -165,10 +168,13 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
     ) -> pb.UploadRecordResponse:
         first = await anext(aiter(request_iterator), None)
         metadata = await checked(context, lambda: _metadata(first))
-        channel = await self.h.call(
+        channel, links = await self.h.call(
             context,
             SERVICE,
-            lambda _: self.app.channels.resolve(decode.channel_ref(metadata.channel)),
+            lambda principal: (
+                self.app.channels.resolve(decode.channel_ref(metadata.channel)),
+                self.h.links_for(principal),
+            ),
         )
         # A job handed to a thread runs to its end even when the wait for it is cancelled:
         # the one in flight is kept here, to be waited for before what it did is undone.
@@ -205,7 +211,7 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
             # when the client cancels while core waits for the next chunk).
             await asyncio.shield(self._forget_upload(upload, in_flight))
             raise
-        return pb.UploadRecordResponse(recording=encode.recording_message(recording, self.h.links))
+        return pb.UploadRecordResponse(recording=encode.recording_message(recording, links))
 
     async def _forget_upload(
         self, upload: Upload | None, in_flight: list[asyncio.Future[Any]]
@@ -224,36 +230,53 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
         await self.h.runner.run(lambda: self.library.discard(recording_id))
         await self.blobs.run(self.library.store.blobs.delete, recording_id)
 
+    def _link_holder(self, principal: Principal, request: pb.DownloadRecordRequest) -> Principal:
+        """Who downloads through a signed link: the token the link was made for, at the
+        address the gateway forwards; for a link bound to no token (made before links
+        were), the caller itself."""
+        principal.require(Role.SERVICE)
+        if not self.signer.verify(
+            request.recording_id, request.expires, request.signature, time.time(), request.token_id
+        ):
+            raise errors.PermissionDenied("the link is invalid or has expired")
+        if not request.token_id:
+            return principal
+        return self.app.tokens.link_holder(request.token_id, address=principal.address)
+
     def _downloadable(self, principal: Principal, request: pb.DownloadRecordRequest) -> Recording:
         recording = self.library.get(request.recording_id)
-        if request.signature or request.expires:
-            principal.require(Role.SERVICE)
-            if not self.signer.verify(
-                request.recording_id, request.expires, request.signature, time.time()
-            ):
-                raise errors.PermissionDenied("the link is invalid or has expired")
+        if request.signature or request.expires or request.token_id:
+            reader = self._link_holder(principal, request)
         else:
             principal.require(*READERS)
             # An employee downloads only recordings of calls they can see.
             self.app.queries.get_call(principal, recording.call_id or 0)
+            reader = principal
         self.library.check_range(recording, request.offset, request.length)
-        self.app.audit.record(
-            principal,
-            Action.RECORDING_DOWNLOADED,
-            recording.recording_id,
-            call_id=recording.call_id,
-            offset=request.offset or None,
-            length=request.length or None,
-        )
+        # A player asks for many ranges per play and seek: a download is recorded once,
+        # by the request that starts at its first byte; later ranges continue it.
+        if request.offset == 0:
+            self.app.audit.record(
+                reader,
+                Action.RECORDING_DOWNLOADED,
+                recording.recording_id,
+                call_id=recording.call_id,
+                length=request.length or None,
+            )
         return recording
 
     async def DownloadRecord(
         self, request: pb.DownloadRecordRequest, context: Context
     ) -> AsyncIterator[pb.DownloadRecordResponse]:
-        recording = await self.h.call(
-            context, READERS, lambda principal: self._downloadable(principal, request)
+        recording, links = await self.h.call(
+            context,
+            READERS,
+            lambda principal: (
+                self._downloadable(principal, request),
+                self.h.links_for(principal),
+            ),
         )
-        yield pb.DownloadRecordResponse(recording=encode.recording_message(recording, self.h.links))
+        yield pb.DownloadRecordResponse(recording=encode.recording_message(recording, links))
         reader = await self.blobs.run(
             self.library.open_reader, request.recording_id, request.offset, request.length
         )
@@ -297,17 +320,27 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
         )
 
     async def GetBoard(self, request: pb.GetBoardRequest, context: Context) -> pb.GetBoardResponse:
+        def work(principal: Principal) -> Board:
+            # Every active call's phone: a read of personal data in bulk.
+            self.app.audit.record(principal, Action.BOARD_READ)
+            return self.app.board.snapshot()
+
         return await self.h.unary(
             context,
             SUPERVISORS,
-            lambda _: self.app.board.snapshot(),
+            work,
             lambda board: pb.GetBoardResponse(board=workspace.board_message(board)),
         )
 
     async def WatchBoard(
         self, request: pb.WatchBoardRequest, context: Context
     ) -> AsyncIterator[pb.WatchBoardResponse]:
-        principal = await self.h.principal(context, SUPERVISORS)
+        def opened(principal: Principal) -> Principal:
+            # Recorded once, when the stream opens, not for each board it sends.
+            self.app.audit.record(principal, Action.BOARD_READ, live=True)
+            return principal
+
+        principal = await self.h.call(context, SUPERVISORS, opened, stream=True)
         async for event in watch(
             context,
             self.streams.hub,

@@ -70,11 +70,13 @@ def feed_event_message(event: PublishedEvent, links: LinkMaker | None) -> pb.Car
     message = pb.CardFeedEvent(type=_FEED.TYPE_EVENT, seq=event.seq)
     if event.card_events:
         message.card.CopyFrom(encode.card_message(event.view, links))
+        # Grouped: the employees of an event's audience mostly share one change.
+        groups: dict[tuple[str, str], list[int]] = {}
+        for c in event.card_events:
+            groups.setdefault((c.change.value, c.reason), []).append(c.employee_id)
         message.changes.extend(
-            _FEED.Change(
-                employee_id=c.employee_id, type=CARD_EVENT.number(c.change.value), reason=c.reason
-            )
-            for c in event.card_events
+            _FEED.Change(type=CARD_EVENT.number(change), reason=reason, employee_ids=employees)
+            for (change, reason), employees in groups.items()
         )
     return message
 
@@ -87,28 +89,31 @@ class CardStreams:
         self._cards = _Recent()
         self._feed = _Recent()
 
-    def _card_bytes(self, update: CardUpdate) -> bytes:
+    def _card_bytes(self, update: CardUpdate, principal: Principal) -> bytes:
         if update.snapshot or update.view is None:
             # Read for this stream alone: a snapshot may be newer than its seq.
-            return card_event_message(update, self.h.links).SerializeToString()
-        # A logged event's card is the same for everyone it changes the same way.
-        key = (update.seq, update.view.call.call_id, update.change, update.reason)
+            return card_event_message(update, self.h.links_for(principal)).SerializeToString()
+        # A logged event's card is the same for everyone it changes the same way, but
+        # for its recording's link, bound to the token each stream was opened with.
+        bound_to = principal.token_id if update.view.recordings else ""
+        key = (update.seq, update.view.call.call_id, update.change, update.reason, bound_to)
         data = self._cards.get(key)
         if data is None:
-            data = card_event_message(update, self.h.links).SerializeToString()
+            data = card_event_message(update, self.h.links_for(principal)).SerializeToString()
             self._cards.put(key, data)
         return data
 
-    def _feed_bytes(self, item: FeedItem) -> bytes:
+    def _feed_bytes(self, item: FeedItem, principal: Principal) -> bytes:
         if isinstance(item, FeedStart):
             return _FEED(type=_FEED.TYPE_START, seq=item.seq, reset=item.reset).SerializeToString()
         if isinstance(item, TokenRevoked):
             return _FEED(type=_FEED.TYPE_REVOKED, token_id=item.token_id).SerializeToString()
-        data = self._feed.get(item.seq)
+        # Recording links are bound to the feed's token: gateways sharing one share the bytes.
+        key = (item.seq, principal.token_id)
+        data = self._feed.get(key)
         if data is None:
-            data = self._feed.put(
-                item.seq, feed_event_message(item, self.h.links).SerializeToString()
-            )
+            message = feed_event_message(item, self.h.links_for(principal))
+            data = self._feed.put(key, message.SerializeToString())
         return data
 
     async def watch(
@@ -119,15 +124,14 @@ class CardStreams:
         employee_id = await checked(context, lambda: decode.card_owner(principal, request))
         # Subscribed before the stream is accepted: every change after that reaches it.
         subscription = self.hub.subscribe(principal.token_id, employee_id=employee_id)
-        async for data in self._follow(
-            context,
-            subscription,
-            (
-                self._card_bytes(update)
-                async for update in self.streams.cards(employee_id, request.after_seq, subscription)
-            ),
-        ):
-            yield data
+        # One generator, no layers in between: this runs once per subscriber and event.
+        try:
+            await context.send_initial_metadata(())
+            async for update in self.streams.cards(employee_id, request.after_seq, subscription):
+                yield self._card_bytes(update, principal)
+        finally:
+            self.hub.unsubscribe(subscription)
+        await _end(context, subscription)
 
     async def open(
         self, request: pb.OpenCardStreamRequest, context: Context
@@ -149,7 +153,7 @@ class CardStreams:
                 employee_id=employee_id,
                 token_id=principal.token_id,
                 seq=seq,
-                events=[card_event_message(u, self.h.links) for u in updates],
+                events=[card_event_message(u, self.h.links_for(principal)) for u in updates],
             )
 
         response = await self.h.call(context, READERS, work, stream=True)
@@ -169,23 +173,19 @@ class CardStreams:
         items = self.streams.feed(
             request.after_seq, token_ids, subscription, self.h.app.tokens.no_longer_valid
         )
-        async for data in self._follow(
-            context, subscription, (self._feed_bytes(item) async for item in items)
-        ):
-            yield data
-
-    async def _follow(
-        self, context: Context, subscription: Subscription, messages: AsyncIterator[bytes]
-    ) -> AsyncIterator[bytes]:
-        """Accept the stream, send `messages`; a revoked token ends it UNAUTHENTICATED."""
         try:
             await context.send_initial_metadata(())
-            async for data in messages:
-                yield data
+            async for item in items:
+                yield self._feed_bytes(item, principal)
         finally:
             self.hub.unsubscribe(subscription)
-        if subscription.revoked:
-            await abort(context, errors.Unauthenticated(REVOKED))
+        await _end(context, subscription)
+
+
+async def _end(context: Context, subscription: Subscription) -> None:
+    """A stream whose token was revoked ends UNAUTHENTICATED; others end OK."""
+    if subscription.revoked:
+        await abort(context, errors.Unauthenticated(REVOKED))
 
 
 def add_call_service(

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
+from core.model import Channel
 from core.rpc import encode
 from core.rpc.handler import ADMIN, Context, Handler
 from telephony.v1 import channel_service_pb2 as pb
 from telephony.v1 import channel_service_pb2_grpc
+
+R = TypeVar("R")
 
 
 class ChannelServicer(channel_service_pb2_grpc.ChannelServiceServicer):
     def __init__(self, handler: Handler) -> None:
         self.h = handler
         self.channels = handler.app.channels
+
+    def _with_key(self, reply: Callable[..., R], keyed: tuple[Channel, str]) -> R:
+        """A reply with a channel and its new key (shown this once), and the key's URL."""
+        channel, key = keyed
+        return reply(channel=encode.channel_message(channel), key=key, url=self.channels.url(key))
 
     async def CreateChannel(
         self, request: pb.CreateChannelRequest, context: Context
@@ -22,11 +33,7 @@ class ChannelServicer(channel_service_pb2_grpc.ChannelServiceServicer):
             lambda principal: self.channels.create(
                 request.name, request.department_id, request.key or None, actor=principal
             ),
-            lambda keyed: pb.CreateChannelResponse(
-                channel=encode.channel_message(keyed[0]),
-                key=keyed[1],
-                url=self.channels.url(keyed[1]),
-            ),
+            lambda keyed: self._with_key(pb.CreateChannelResponse, keyed),
         )
 
     async def GetChannel(
@@ -76,11 +83,7 @@ class ChannelServicer(channel_service_pb2_grpc.ChannelServiceServicer):
             context,
             ADMIN,
             lambda principal: self.channels.rotate_key(request.channel_id, actor=principal),
-            lambda keyed: pb.RotateChannelKeyResponse(
-                channel=encode.channel_message(keyed[0]),
-                key=keyed[1],
-                url=self.channels.url(keyed[1]),
-            ),
+            lambda keyed: self._with_key(pb.RotateChannelKeyResponse, keyed),
         )
 
     async def MapPbxUser(

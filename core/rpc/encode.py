@@ -14,6 +14,9 @@ from core.model import CallView, Channel, Contact, Department, Employee, Group, 
 from telephony.v1 import call_pb2, channel_service_pb2, directory_service_pb2
 from vocabulary import DIRECTION, FORMAT, ROLE, STATUS
 
+# A field given as None is left unset (protobuf's constructors skip None): an `optional`
+# field of a record that has no value stays absent on the wire.
+
 # Builds the signed path and expiry of a recording's download link.
 LinkMaker = Callable[[str], tuple[str, datetime]]
 
@@ -71,7 +74,8 @@ def call_message(view: CallView, links: LinkMaker | None = None) -> call_pb2.Cal
     call = view.call
     ticket = view.ticket
     contact = view.contact
-    message = call_pb2.Call(
+    current = view.current_recording
+    return call_pb2.Call(
         call_id=call.call_id,
         channel_id=call.channel_id,
         channel_name=view.channel_name,
@@ -107,16 +111,11 @@ def call_message(view: CallView, links: LinkMaker | None = None) -> call_pb2.Cal
             create_time=timestamp(ticket.created_at),
         ),
         recordings=[recording_message(r, links) for r in view.recordings],
+        pbx_call_id=call.pbx_call_id,
+        user_id=call.user_id,
+        pbx_user_id=call.pbx_user_id,
+        recording=None if current is None else recording_message(current, links),
     )
-    if call.pbx_call_id is not None:
-        message.pbx_call_id = call.pbx_call_id
-    if call.user_id is not None:
-        message.user_id = call.user_id
-    if call.pbx_user_id is not None:
-        message.pbx_user_id = call.pbx_user_id
-    if view.current_recording is not None:
-        message.recording.CopyFrom(recording_message(view.current_recording, links))
-    return message
 
 
 def card_message(view: CallView, links: LinkMaker | None = None) -> call_pb2.CallCard:
@@ -133,11 +132,9 @@ def card_message(view: CallView, links: LinkMaker | None = None) -> call_pb2.Cal
         state=state_of(card.status),
         user_name=card.user_name,
         create_time=timestamp(card.created_at),
+        user_id=card.user_id,
+        pbx_call_id=card.pbx_call_id,
     )
-    if card.user_id is not None:
-        message.user_id = card.user_id
-    if card.pbx_call_id is not None:
-        message.pbx_call_id = card.pbx_call_id
     if card.recording_id is not None and links is not None:
         message.recording_path = links(card.recording_id)[0]
     return message

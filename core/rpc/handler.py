@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
@@ -39,6 +40,9 @@ SUPERVISORS: tuple[Role, ...] = (Role.SUPERVISOR,)
 
 # Where the gateway says its client's request came from; the audit log records it.
 CLIENT_ADDRESS = "x-client-address"
+
+# Signs a recording's download link for a token: (recording id, token id) -> (path, expires).
+LinkSigning = Callable[[str, str], tuple[str, datetime]]
 
 
 def caller(context: Context) -> tuple[Credentials | None, str]:
@@ -82,10 +86,18 @@ class _Abandoned(Exception):
 class Handler:
     """Authentication, the storage runner and the error table, for every servicer."""
 
-    def __init__(self, app: UseCases, runner: StorageRunner, links: LinkMaker | None) -> None:
+    def __init__(self, app: UseCases, runner: StorageRunner, links: LinkSigning | None) -> None:
         self.app = app
         self.runner = runner
-        self.links = links
+        self._links = links
+
+    def links_for(self, principal: Principal) -> LinkMaker | None:
+        """The download links of what is handed to `principal`: bound to its token, so
+        that a download through one is recorded as that token's (None: no links)."""
+        sign = self._links
+        if sign is None:
+            return None
+        return lambda recording_id: sign(recording_id, principal.token_id)
 
     async def call(
         self,

@@ -41,7 +41,8 @@ def employee_id(value: int) -> int | None:
 
 def callback_message(view: CallbackView) -> pb.Callback:
     callback = view.callback
-    message = pb.Callback(
+    resolution = callback.resolution
+    return pb.Callback(
         callback_id=callback.callback_id,
         channel_id=callback.channel_id,
         channel_name=view.channel_name,
@@ -57,14 +58,10 @@ def callback_message(view: CallbackView) -> pb.Callback:
         state=CALLBACK_STATE.number(callback.state.value),
         resolve_time=timestamp(callback.resolved_at),
         resolved_by_name=view.resolved_by_name,
+        resolution=None if resolution is None else CALLBACK_RESOLUTION.number(resolution.value),
+        resolved_by_employee_id=callback.resolved_by_employee_id,
+        resolved_by_call_id=callback.resolved_by_call_id,
     )
-    if callback.resolution is not None:
-        message.resolution = CALLBACK_RESOLUTION.number(callback.resolution.value)
-    if callback.resolved_by_employee_id is not None:
-        message.resolved_by_employee_id = callback.resolved_by_employee_id
-    if callback.resolved_by_call_id is not None:
-        message.resolved_by_call_id = callback.resolved_by_call_id
-    return message
 
 
 def board_message(board: Board) -> pb.Board:
@@ -81,7 +78,7 @@ def board_message(board: Board) -> pb.Board:
 def _board_call(entry: BoardCall) -> pb.BoardCall:
     view = entry.view
     call = view.call
-    message = pb.BoardCall(
+    return pb.BoardCall(
         call_id=call.call_id,
         ticket_id=view.ticket.ticket_id,
         channel_id=call.channel_id,
@@ -95,26 +92,22 @@ def _board_call(entry: BoardCall) -> pb.BoardCall:
         answer_time=timestamp(call.answered_at),
         user_name=view.user_name,
         audience=[pb.BoardCall.Employee(employee_id=e, name=name) for e, name in entry.audience],
+        user_id=call.user_id,
     )
-    if call.user_id is not None:
-        message.user_id = call.user_id
-    return message
 
 
 def _employee_state(entry: EmployeeOnBoard) -> pb.EmployeeState:
-    message = pb.EmployeeState(
+    return pb.EmployeeState(
         employee_id=entry.employee_id,
         name=entry.name,
         state=EMPLOYEE_STATE.number(entry.presence.value),
+        call_id=entry.call_id,
     )
-    if entry.call_id is not None:
-        message.call_id = entry.call_id
-    return message
 
 
 def _figures(entry: ChannelOnBoard) -> pb.ChannelFigures:
     figures = entry.figures
-    message = pb.ChannelFigures(
+    return pb.ChannelFigures(
         channel_id=entry.channel_id,
         channel_name=entry.channel_name,
         incoming=figures.incoming,
@@ -123,7 +116,5 @@ def _figures(entry: ChannelOnBoard) -> pb.ChannelFigures:
         average_wait=duration(figures.average_wait),
         average_talk=duration(figures.average_talk),
         open_callbacks=entry.open_callbacks,
+        answer_rate=figures.answer_rate,
     )
-    if figures.answer_rate is not None:
-        message.answer_rate = figures.answer_rate
-    return message

@@ -30,7 +30,7 @@ def position_of(callback: Callback) -> int:
 # Where a walk of one state starts: after this (position, callback id), or at its start.
 After = tuple[int, int] | None
 # Reads up to `limit` callbacks of one state of a query, in order, after a point.
-StateReader = Callable[[CallbackState, After, int], list[Callback]]
+StateReader = Callable[[CallbackQuery, CallbackState, After, int], list[Callback]]
 
 
 def walk(
@@ -39,13 +39,16 @@ def walk(
     """Up to `limit` callbacks of `query` after `after`: the states in order (open first),
     each read by `read` from where the cursor left it."""
     found: list[Callback] = []
+    if limit <= 0:
+        # Nothing is asked for (a limit of 0 would mean "no limit" to MongoDB).
+        return found
     for state in sorted(query.states):
         if after is not None and state < after.state:
             continue
         start: After = None
         if after is not None and state == after.state:
             start = (position(state, after.at), after.callback_id)
-        found += read(state, start, limit - len(found))
+        found += read(query, state, start, limit - len(found))
         if len(found) >= limit:
             break
     return found

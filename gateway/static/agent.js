@@ -28,15 +28,6 @@
 
   const byId = (id) => document.getElementById(id);
   const ui = {
-    status: byId('connection-status'),
-    retryNow: byId('retry-now'),
-    signOut: byId('sign-out'),
-    lang: byId('lang-select'),
-    signin: byId('signin'),
-    form: byId('token-form'),
-    tokenInput: byId('token-input'),
-    remember: byId('remember-me'),
-    tokenError: byId('token-error'),
     workspace: byId('workspace'),
     tabs: [...document.querySelectorAll('[role="tab"]')],
     now: byId('view-now'),
@@ -53,11 +44,7 @@
     detailsClose: byId('details-close'),
   };
 
-  const store = S.tokenStore(TOKEN_KEY);
-  const badge = S.connectionBadge(ui.status, ui.retryNow, t);
   const state = {
-    token: null,
-    stream: null,
     lastEventId: null,
     view: 'now',
     cards: new Map(), // call id (string) -> {el, card, leaveTimer}
@@ -67,26 +54,15 @@
     openCount: null,
   };
 
-  function fromTemplate(id) {
-    const el = byId(id).content.firstElementChild.cloneNode(true);
-    I.apply(el);
-    return el;
-  }
-
   // ---- how a call's parts read ----
 
   function callIdOf(call) {
-    const id = S.positiveId(call.call_id);
-    return id === null ? null : String(id);
+    return S.idText(call.call_id);
   }
 
   function renderPhone(link, call) {
-    const raw = text(call.phone);
-    setText(link, text(call.phone_display) || raw || t('call.unknown-number'));
-    // The number as the PBX sent it, on hover; the one people read is the link's text.
-    if (raw) link.setAttribute('title', raw);
-    else link.removeAttribute('title');
-    const href = S.telHref(raw);
+    S.showPhone(link, call, t);
+    const href = S.telHref(text(call.phone));
     if (href) link.setAttribute('href', href);
     else link.removeAttribute('href');
   }
@@ -98,13 +74,11 @@
   }
 
   function channelText(call) {
-    const id = S.positiveId(call.channel_id);
-    return text(call.channel_name) || (id ? t('call.channel-n', { id }) : t('dash'));
+    return S.nameOr(t, call.channel_name, call.channel_id, 'call.channel-n');
   }
 
   function employeeText(call, fallbackKey) {
-    const id = S.positiveId(call.user_id);
-    return text(call.user_name) || (id ? t('call.employee-n', { id }) : t(fallbackKey));
+    return S.nameOr(t, call.user_name, call.user_id, 'call.employee-n', fallbackKey);
   }
 
   function renderTicket(link, call) {
@@ -169,13 +143,8 @@
 
   function onStreamEvent(type, event) {
     if (event.lastEventId) state.lastEventId = event.lastEventId;
-    let data;
-    try {
-      data = JSON.parse(event.data);
-    } catch {
-      return;
-    }
-    if (data === null || typeof data !== 'object') return;
+    const data = S.eventData(event);
+    if (data === null) return;
     if (type === 'show' || type === 'update') upsertCard(data);
     else if (type === 'hide') hideCard(data);
     else if (type === 'reset') clearCards();
@@ -188,7 +157,7 @@
     let entry = state.cards.get(id);
     const isNew = entry === undefined;
     if (isNew) {
-      const el = fromTemplate('card-template');
+      const el = I.fromTemplate('card-template');
       el.setAttribute('data-call-id', id);
       entry = { el, card, leaveTimer: null };
       state.cards.set(id, entry);
@@ -307,8 +276,8 @@
     setText(ui.count, count);
     ui.count.setAttribute('aria-label', t('now.count', { n: count }));
     ui.empty.hidden = count > 0;
-    setText(ui.empty, badge.name === 'live' ? t('now.empty-live') : t('now.empty-offline'));
-    ui.staleNote.hidden = badge.name !== 'reconnecting' || count === 0;
+    setText(ui.empty, session.connection === 'live' ? t('now.empty-live') : t('now.empty-offline'));
+    ui.staleNote.hidden = session.connection !== 'reconnecting' || count === 0;
     let ringing = 0;
     for (const entry of state.cards.values()) {
       if (entry.leaveTimer === null && entry.card.call_status === 'ringing') ringing += 1;
@@ -370,7 +339,7 @@
       const id = options.idOf(item);
       let entry = model.entries.get(id);
       if (entry === undefined) {
-        const el = fromTemplate(options.templateId);
+        const el = I.fromTemplate(options.templateId);
         el.setAttribute(options.idAttribute, id);
         entry = { el, item };
         model.entries.set(id, entry);
@@ -412,11 +381,11 @@
     function showError(error) {
       errorEl.hidden = error === null;
       setText(errorEl, error === null ? '' : t(options.errorKey, { reason: error.message || String(error) }));
-      if (error instanceof S.ApiError && error.status === 401) onTokenRejected(401, error.detail);
+      if (error instanceof S.ApiError && error.status === 401) session.rejected(401, error.detail);
     }
 
     async function fetchPage(pageToken) {
-      const body = await S.api(state.token, options.url(pageToken));
+      const body = await S.api(session.token, options.url(pageToken));
       return {
         body,
         items: Array.isArray(body && body.data) ? body.data : [],
@@ -425,7 +394,7 @@
     }
 
     async function run(task) {
-      if (!state.token) return;
+      if (!session.token) return;
       if (model.busy) {
         model.again = true;
         return;
@@ -652,7 +621,7 @@
     setText(mark, t('missed.marking'));
     error.hidden = true;
     try {
-      await S.api(state.token, `${CALLBACKS_PATH}/${encodeURIComponent(id)}/called-back`, { method: 'POST' });
+      await S.api(session.token, `${CALLBACKS_PATH}/${encodeURIComponent(id)}/called-back`, { method: 'POST' });
       missed.remove(id);
       if (state.openCount) setOpenCount(state.openCount - 1);
     } catch (failure) {
@@ -780,7 +749,7 @@
     ui.detailsTitle.textContent = t('details.call-n', { id: callId });
     if (!ui.details.open) ui.details.showModal();
     try {
-      const body = await S.api(state.token, `${HISTORY_PATH}/${encodeURIComponent(callId)}`);
+      const body = await S.api(session.token, `${HISTORY_PATH}/${encodeURIComponent(callId)}`);
       renderDetails((body && body.data) || {});
       ui.detailsBody.hidden = false;
     } catch (error) {
@@ -791,7 +760,7 @@
 
   function onTicketClick(event) {
     const link = event.target.closest('[data-field="ticket"]');
-    if (!link || !state.token) return;
+    if (!link || !session.token) return;
     const item = link.closest('[data-call-id]');
     if (!item) return;
     event.preventDefault();
@@ -806,146 +775,63 @@
   });
   ui.detailsClose.addEventListener('click', () => ui.details.close());
 
-  // ---- connection ----
+  // ---- connection, sign in / out ----
 
-  function setConnection(name) {
-    badge.set(name, state.stream);
-    ui.now.setAttribute('aria-busy', name === 'connecting' ? 'true' : 'false');
-    ui.now.classList.toggle('is-stale', name === 'reconnecting');
-    refreshSummary();
-  }
-
-  function openStream() {
-    state.stream = S.liveStream(CARDS_STREAM, state.token, {
+  const session = S.signedInPage({
+    tokenKey: TOKEN_KEY,
+    t,
+    view: ui.workspace,
+    forbiddenKey: 'agent.forbidden',
+    stream: {
+      path: CARDS_STREAM,
       events: ['show', 'update', 'hide', 'reset'],
       onEvent: onStreamEvent,
-      onState: (name) => {
-        // Back after a loss: whatever changed meanwhile shows in the lists too.
-        const back = name === 'live' && badge.name === 'reconnecting';
-        setConnection(name);
-        if (back) refreshListsSoon();
-      },
       // The stream resumes after the last event seen; the gateway reads it from the query.
       params: () => (state.lastEventId ? { last_event_id: state.lastEventId } : {}),
       onResumeRefused: () => {
         state.lastEventId = null;
         clearCards();
       },
-      onRejected: onTokenRejected,
-    });
-    state.stream.start();
-  }
-
-  function stopStream() {
-    if (state.stream) state.stream.stop();
-    state.stream = null;
-  }
-
-  // ---- sign in / out ----
-
-  function showSignin(errorMessage) {
-    ui.workspace.hidden = true;
-    ui.signOut.hidden = true;
-    ui.signin.hidden = false;
-    ui.tokenError.hidden = !errorMessage;
-    ui.tokenError.textContent = errorMessage || '';
-    ui.tokenInput.setAttribute('aria-invalid', errorMessage ? 'true' : 'false');
-    ui.tokenInput.value = '';
-    ui.tokenInput.focus();
-  }
-
-  function forgetEverything() {
-    stopStream();
-    state.token = null;
-    state.lastEventId = null;
-    clearCards();
-    recent.reset();
-    missed.reset();
-    setOpenCount(null);
-    if (ui.details.open) ui.details.close();
-  }
-
-  function start(token) {
-    forgetEverything();
-    state.token = token;
-    ui.signin.hidden = true;
-    ui.workspace.hidden = false;
-    ui.signOut.hidden = false;
-    openStream();
-    refreshLists();
-  }
-
-  function signOut() {
-    forgetEverything();
-    store.forget();
-    setConnection('signed-out');
-    showSignin('');
-  }
-
-  function onTokenRejected(status, detail) {
-    if (state.token === null) return;
-    forgetEverything();
-    store.forget();
-    setConnection('rejected');
-    showSignin(S.refusalMessage(t, status, detail, 'agent.forbidden'));
-  }
-
-  ui.form.addEventListener('submit', (event) => {
-    event.preventDefault();
-    const token = ui.tokenInput.value.trim();
-    if (!token) {
-      ui.tokenError.textContent = t('signin.empty');
-      ui.tokenError.hidden = false;
-      ui.tokenInput.setAttribute('aria-invalid', 'true');
-      ui.tokenInput.focus();
-      return;
-    }
-    ui.tokenInput.value = '';
-    store.save(token, ui.remember.checked);
-    start(token);
-  });
-
-  ui.signOut.addEventListener('click', signOut);
-  ui.retryNow.addEventListener('click', () => {
-    if (state.stream) state.stream.retryNow();
-  });
-
-  window.addEventListener('online', () => {
-    if (state.stream && badge.name === 'reconnecting') state.stream.retryNow();
-  });
-
-  // Another tab signed in or out with a remembered token: follow it.
-  window.addEventListener('storage', (event) => {
-    if (event.key !== TOKEN_KEY || event.storageArea !== window.localStorage) return;
-    if (!event.newValue) {
-      if (state.token && store.load() === null) signOut();
-    } else if (event.newValue !== state.token) {
-      start(event.newValue);
-    }
+    },
+    onState: (name, previous) => {
+      ui.now.setAttribute('aria-busy', name === 'connecting' ? 'true' : 'false');
+      ui.now.classList.toggle('is-stale', name === 'reconnecting');
+      refreshSummary();
+      // Back after a loss: whatever changed meanwhile shows in the lists too.
+      if (name === 'live' && previous === 'reconnecting') refreshListsSoon();
+    },
+    onStart: refreshLists,
+    onForget: () => {
+      state.lastEventId = null;
+      clearCards();
+      recent.reset();
+      missed.reset();
+      setOpenCount(null);
+      if (ui.details.open) ui.details.close();
+    },
   });
 
   document.addEventListener('visibilitychange', () => {
-    if (document.visibilityState === 'visible' && state.token) refreshLists();
+    if (document.visibilityState === 'visible' && session.token) refreshLists();
   });
 
   window.setInterval(() => {
     for (const entry of state.cards.values()) renderElapsed(entry.el, entry.card);
-    if (badge.name === 'reconnecting') badge.render();
   }, 1000);
 
   window.setInterval(() => {
-    if (state.token && document.visibilityState === 'visible') refreshLists();
+    if (session.token && document.visibilityState === 'visible') refreshLists();
   }, REFRESH_MS);
 
   // ---- language ----
 
-  I.bindSwitch(ui.lang);
+  I.bindSwitch(byId('lang-select'));
   I.onChange(() => {
     for (const entry of state.cards.values()) renderCard(entry.el, entry.card);
     recent.rerender();
     missed.rerender();
     setOpenCount(state.openCount);
-    badge.render();
+    session.render();
     refreshSummary();
   });
 
@@ -953,12 +839,5 @@
   selectView(window.location.hash.slice(1), false);
   // The words are in place: show the page (before focusing anything in it).
   document.documentElement.classList.add('is-ready');
-  const stored = store.load();
-  ui.remember.checked = store.remembered();
-  if (stored) {
-    start(stored);
-  } else {
-    setConnection('signed-out');
-    showSignin('');
-  }
+  session.resume();
 })();

@@ -7,22 +7,13 @@
   const I = window.VatsI18n;
   const S = window.VatsSession;
   const t = I.t;
-  const { text, setText, field } = S;
+  const { text, setText, field, idText } = S;
 
   const BOARD_STREAM = '/api/v2/telephony/board/stream';
   const TOKEN_KEY = 'vats-bridge.board.token';
 
   const byId = (id) => document.getElementById(id);
   const ui = {
-    status: byId('connection-status'),
-    retryNow: byId('retry-now'),
-    signOut: byId('sign-out'),
-    lang: byId('lang-select'),
-    signin: byId('signin'),
-    form: byId('token-form'),
-    tokenInput: byId('token-input'),
-    remember: byId('remember-me'),
-    tokenError: byId('token-error'),
     view: byId('board-view'),
     day: byId('board-day'),
     updated: byId('board-updated'),
@@ -36,11 +27,7 @@
     figuresEmpty: byId('figures-empty'),
   };
 
-  const store = S.tokenStore(TOKEN_KEY);
-  const badge = S.connectionBadge(ui.status, ui.retryNow, t);
   const state = {
-    token: null,
-    stream: null,
     board: null,
     // The server's clock minus this browser's: timers count from the server's times.
     clockOffset: 0,
@@ -48,12 +35,6 @@
 
   function now() {
     return Date.now() + state.clockOffset;
-  }
-
-  function fromTemplate(id) {
-    const el = byId(id).content.firstElementChild.cloneNode(true);
-    I.apply(el);
-    return el;
   }
 
   function array(value) {
@@ -70,7 +51,7 @@
       if (key === null || wanted.some((el) => el.getAttribute('data-key') === key)) continue;
       let el = existing.get(key);
       if (!el) {
-        el = fromTemplate(templateId);
+        el = I.fromTemplate(templateId);
         el.setAttribute('data-key', key);
       }
       render(el, item);
@@ -80,11 +61,6 @@
     wanted.forEach((el, index) => {
       if (container.children[index] !== el) container.insertBefore(el, container.children[index] || null);
     });
-  }
-
-  function idText(value) {
-    const id = S.positiveId(value);
-    return id === null ? null : String(id);
   }
 
   // ---- active calls ----
@@ -119,16 +95,10 @@
     el.setAttribute('data-status', status);
     setText(field(el, 'status'), I.label('status', status));
     renderTimer(el, call);
-    const phone = field(el, 'phone');
-    const raw = text(call.phone);
-    setText(phone, text(call.phone_display) || raw || t('call.unknown-number'));
-    if (raw) phone.setAttribute('title', raw);
-    else phone.removeAttribute('title');
+    S.showPhone(field(el, 'phone'), call, t);
     setText(field(el, 'contact'), text(call.contact_name));
     setText(field(el, 'direction'), call.direction ? I.label('direction', text(call.direction)) : '');
-    const channelId = S.positiveId(call.channel_id);
-    const channel = text(call.channel_name) || (channelId ? t('call.channel-n', { id: channelId }) : t('dash'));
-    setText(field(el, 'channel'), channel);
+    setText(field(el, 'channel'), S.nameOr(t, call.channel_name, call.channel_id, 'call.channel-n'));
     setText(field(el, 'who'), whoText(call));
     const started = field(el, 'started');
     setText(started, I.time(call.created_at) || t('dash'));
@@ -158,8 +128,7 @@
     const stateName = text(person.state);
     el.setAttribute('data-employee-id', idText(person.employee_id) || '');
     el.setAttribute('data-state', stateName);
-    const id = S.positiveId(person.employee_id);
-    setText(field(el, 'name'), text(person.name) || (id ? t('call.employee-n', { id }) : t('dash')));
+    setText(field(el, 'name'), S.nameOr(t, person.name, person.employee_id, 'call.employee-n'));
     setText(field(el, 'state'), I.label('state', stateName));
   }
 
@@ -174,9 +143,11 @@
   }
 
   function renderFigures(el, figures) {
-    const id = S.positiveId(figures.channel_id);
-    el.setAttribute('data-channel-id', id === null ? '' : String(id));
-    setText(field(el, 'channel'), text(figures.channel_name) || (id ? t('call.channel-n', { id }) : t('dash')));
+    el.setAttribute('data-channel-id', idText(figures.channel_id) || '');
+    const channel = S.nameOr(t, figures.channel_name, figures.channel_id, 'call.channel-n');
+    setText(field(el, 'channel'), channel);
+    // A long name is shortened to fit its column: the whole of it on hover.
+    field(el, 'channel').setAttribute('title', channel);
     setText(field(el, 'incoming'), count(figures.incoming));
     setText(field(el, 'answered'), count(figures.answered));
     setText(field(el, 'missed'), count(figures.missed));
@@ -203,13 +174,8 @@
   }
 
   function onBoard(event) {
-    let board;
-    try {
-      board = JSON.parse(event.data);
-    } catch {
-      return;
-    }
-    if (board === null || typeof board !== 'object') return;
+    const board = S.eventData(event);
+    if (board === null) return;
     const at = Date.parse(board.at);
     if (!Number.isNaN(at)) state.clockOffset = at - Date.now();
     state.board = board;
@@ -218,117 +184,42 @@
 
   // ---- connection, sign in / out ----
 
-  function setConnection(name) {
-    badge.set(name, state.stream);
-    ui.view.classList.toggle('is-stale', name === 'reconnecting');
-    ui.view.setAttribute('aria-busy', name === 'connecting' ? 'true' : 'false');
-  }
-
-  function showSignin(errorMessage) {
-    ui.view.hidden = true;
-    ui.signOut.hidden = true;
-    ui.signin.hidden = false;
-    ui.tokenError.hidden = !errorMessage;
-    ui.tokenError.textContent = errorMessage || '';
-    ui.tokenInput.setAttribute('aria-invalid', errorMessage ? 'true' : 'false');
-    ui.tokenInput.value = '';
-    ui.tokenInput.focus();
-  }
-
-  function forgetEverything() {
-    if (state.stream) state.stream.stop();
-    state.stream = null;
-    state.token = null;
-    state.board = null;
-    ui.callsBody.replaceChildren();
-    ui.employees.replaceChildren();
-    ui.figuresBody.replaceChildren();
-    setText(ui.day, '');
-    setText(ui.updated, '');
-    renderCalls([]);
-  }
-
-  function start(token) {
-    forgetEverything();
-    state.token = token;
-    ui.signin.hidden = true;
-    ui.view.hidden = false;
-    ui.signOut.hidden = false;
-    state.stream = S.liveStream(BOARD_STREAM, token, {
+  const session = S.signedInPage({
+    tokenKey: TOKEN_KEY,
+    t,
+    view: ui.view,
+    forbiddenKey: 'board.forbidden',
+    stream: {
+      path: BOARD_STREAM,
       events: ['board'],
       onEvent: (type, event) => onBoard(event),
-      onState: setConnection,
-      onRejected,
-    });
-    state.stream.start();
-  }
-
-  function signOut() {
-    forgetEverything();
-    store.forget();
-    setConnection('signed-out');
-    showSignin('');
-  }
-
-  function onRejected(status, detail) {
-    forgetEverything();
-    store.forget();
-    setConnection('rejected');
-    showSignin(S.refusalMessage(t, status, detail, 'board.forbidden'));
-  }
-
-  ui.form.addEventListener('submit', (event) => {
-    event.preventDefault();
-    const token = ui.tokenInput.value.trim();
-    if (!token) {
-      ui.tokenError.textContent = t('signin.empty');
-      ui.tokenError.hidden = false;
-      ui.tokenInput.setAttribute('aria-invalid', 'true');
-      ui.tokenInput.focus();
-      return;
-    }
-    ui.tokenInput.value = '';
-    store.save(token, ui.remember.checked);
-    start(token);
+    },
+    onState: (name) => {
+      ui.view.classList.toggle('is-stale', name === 'reconnecting');
+      ui.view.setAttribute('aria-busy', name === 'connecting' ? 'true' : 'false');
+    },
+    onForget: () => {
+      state.board = null;
+      ui.callsBody.replaceChildren();
+      ui.employees.replaceChildren();
+      ui.figuresBody.replaceChildren();
+      setText(ui.day, '');
+      setText(ui.updated, '');
+      renderCalls([]);
+    },
   });
 
-  ui.signOut.addEventListener('click', signOut);
-  ui.retryNow.addEventListener('click', () => {
-    if (state.stream) state.stream.retryNow();
-  });
-  window.addEventListener('online', () => {
-    if (state.stream && badge.name === 'reconnecting') state.stream.retryNow();
-  });
-  window.addEventListener('storage', (event) => {
-    if (event.key !== TOKEN_KEY || event.storageArea !== window.localStorage) return;
-    if (!event.newValue) {
-      if (state.token && store.load() === null) signOut();
-    } else if (event.newValue !== state.token) {
-      start(event.newValue);
-    }
-  });
+  window.setInterval(tick, 1000);
 
-  window.setInterval(() => {
-    tick();
-    if (badge.name === 'reconnecting') badge.render();
-  }, 1000);
-
-  I.bindSwitch(ui.lang);
+  I.bindSwitch(byId('lang-select'));
   I.onChange(() => {
     renderBoard();
-    badge.render();
+    session.render();
     document.title = t('board.page-title');
   });
 
   I.apply(document);
   document.title = t('board.page-title');
   document.documentElement.classList.add('is-ready');
-  const stored = store.load();
-  ui.remember.checked = store.remembered();
-  if (stored) {
-    start(stored);
-  } else {
-    setConnection('signed-out');
-    showSignin('');
-  }
+  session.resume();
 })();

@@ -530,6 +530,13 @@
     }
   }
 
+  // A fresh copy of a page <template>'s element, its words in the page's language.
+  function fromTemplate(id) {
+    const el = document.getElementById(id).content.firstElementChild.cloneNode(true);
+    apply(el);
+    return el;
+  }
+
   function setLang(language) {
     if (!LANGUAGES.includes(language) || language === lang) return;
     try {
@@ -573,6 +580,7 @@
     integer,
     day,
     apply,
+    fromTemplate,
     setLang,
     bindSwitch,
     onChange: (listener) => listeners.push(listener),

@@ -1,6 +1,6 @@
 // What the agent page and the board share: where the token is kept, calls to the API with
-// it in the Authorization header, and a live SSE stream opened with one-time stream tickets,
-// so that no token ever appears in a URL.
+// it in the Authorization header, a live SSE stream opened with one-time stream tickets (so
+// that no token ever appears in a URL), and signing in and out.
 'use strict';
 
 (() => {
@@ -278,6 +278,16 @@
     };
   }
 
+  // The JSON object an SSE event carries; null when it carries none.
+  function eventData(event) {
+    try {
+      const data = JSON.parse(event.data);
+      return data !== null && typeof data === 'object' ? data : null;
+    } catch {
+      return null;
+    }
+  }
+
   // ---- small DOM helpers ----
 
   function text(value) {
@@ -313,6 +323,26 @@
   function positiveId(value) {
     const id = Number(value);
     return Number.isSafeInteger(id) && id > 0 ? id : null;
+  }
+
+  // An id as the text a page keys its elements by; null when it is no id.
+  function idText(value) {
+    const id = positiveId(value);
+    return id === null ? null : String(id);
+  }
+
+  // A name; else, for a known id, the numbered stand-in `key` ("Channel 3"); else `fallbackKey`.
+  function nameOr(t, name, id, key, fallbackKey = 'dash') {
+    const known = positiveId(id);
+    return text(name) || (known ? t(key, { id: known }) : t(fallbackKey));
+  }
+
+  // A call's phone as people read it, the number as the PBX sent it on hover.
+  function showPhone(el, call, t) {
+    const raw = text(call.phone);
+    setText(el, text(call.phone_display) || raw || t('call.unknown-number'));
+    if (raw) el.setAttribute('title', raw);
+    else el.removeAttribute('title');
   }
 
   // The connection badge and its "retry now" button, shared by both pages.
@@ -353,18 +383,166 @@
     return `${message} (${reason})`;
   }
 
+  // ---- a signed-in page ----
+
+  // What every page used with a token shares, on the elements both pages have (the top bar
+  // and the sign-in form): the token kept as asked, the connection badge and the page's live
+  // stream, sign-in, sign-out, "retry now", and another tab signing in or out.
+  //   options.tokenKey: where the token is kept; options.t: the page's words
+  //   options.view: the element shown while signed in
+  //   options.forbiddenKey: the message for a token the page may not be used with (403)
+  //   options.stream: {path, events, onEvent, params?, onResumeRefused?}, as for liveStream
+  //   options.onState(name, previous): after the badge shows the stream's state
+  //   options.onStart(): the page is shown and its stream opened for a new token (optional)
+  //   options.onForget(): drop all the page shows
+  function signedInPage(options) {
+    const byId = (id) => document.getElementById(id);
+    const ui = {
+      status: byId('connection-status'),
+      retryNow: byId('retry-now'),
+      signOut: byId('sign-out'),
+      signin: byId('signin'),
+      form: byId('token-form'),
+      tokenInput: byId('token-input'),
+      remember: byId('remember-me'),
+      tokenError: byId('token-error'),
+    };
+    const { t, view } = options;
+    const store = tokenStore(options.tokenKey);
+    const badge = connectionBadge(ui.status, ui.retryNow, t);
+    const session = { token: null, stream: null };
+
+    function setState(name) {
+      const previous = badge.name;
+      badge.set(name, session.stream);
+      options.onState(name, previous);
+    }
+
+    function showSignin(errorMessage) {
+      view.hidden = true;
+      ui.signOut.hidden = true;
+      ui.signin.hidden = false;
+      ui.tokenError.hidden = !errorMessage;
+      ui.tokenError.textContent = errorMessage || '';
+      ui.tokenInput.setAttribute('aria-invalid', errorMessage ? 'true' : 'false');
+      ui.tokenInput.value = '';
+      ui.tokenInput.focus();
+    }
+
+    function forget() {
+      if (session.stream) session.stream.stop();
+      session.stream = null;
+      session.token = null;
+      options.onForget();
+    }
+
+    function start(token) {
+      forget();
+      session.token = token;
+      ui.signin.hidden = true;
+      view.hidden = false;
+      ui.signOut.hidden = false;
+      session.stream = liveStream(options.stream.path, token, {
+        ...options.stream,
+        onState: setState,
+        onRejected: rejected,
+      });
+      session.stream.start();
+      if (options.onStart) options.onStart();
+    }
+
+    function signOut() {
+      forget();
+      store.forget();
+      setState('signed-out');
+      showSignin('');
+    }
+
+    function rejected(status, detail) {
+      if (session.token === null) return;
+      forget();
+      store.forget();
+      setState('rejected');
+      showSignin(refusalMessage(t, status, detail, options.forbiddenKey));
+    }
+
+    ui.form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      const token = ui.tokenInput.value.trim();
+      if (!token) {
+        ui.tokenError.textContent = t('signin.empty');
+        ui.tokenError.hidden = false;
+        ui.tokenInput.setAttribute('aria-invalid', 'true');
+        ui.tokenInput.focus();
+        return;
+      }
+      ui.tokenInput.value = '';
+      store.save(token, ui.remember.checked);
+      start(token);
+    });
+
+    ui.signOut.addEventListener('click', signOut);
+    ui.retryNow.addEventListener('click', () => {
+      if (session.stream) session.stream.retryNow();
+    });
+    window.addEventListener('online', () => {
+      if (session.stream && badge.name === 'reconnecting') session.stream.retryNow();
+    });
+    // Another tab signed in or out with a remembered token: follow it.
+    window.addEventListener('storage', (event) => {
+      if (event.key !== store.key || event.storageArea !== window.localStorage) return;
+      if (!event.newValue) {
+        if (session.token && store.load() === null) signOut();
+      } else if (event.newValue !== session.token) {
+        start(event.newValue);
+      }
+    });
+    window.setInterval(() => {
+      if (badge.name === 'reconnecting') badge.render();
+    }, 1000);
+
+    return {
+      get token() {
+        return session.token;
+      },
+      get connection() {
+        return badge.name;
+      },
+      // The badge again, in the page's language.
+      render: badge.render,
+      // The token was refused (e.g. 401 to an API call): sign out and say why.
+      rejected,
+      // The page's first start: with the token kept from before, else at the sign-in form.
+      resume() {
+        const stored = store.load();
+        ui.remember.checked = store.remembered();
+        if (stored) {
+          start(stored);
+        } else {
+          setState('signed-out');
+          showSignin('');
+        }
+      },
+    };
+  }
+
   window.VatsSession = Object.freeze({
     tokenStore,
     api,
     ApiError,
     liveStream,
+    eventData,
     text,
     setText,
     safeHttpUrl,
     telHref,
     field,
     positiveId,
+    idText,
+    nameOr,
+    showPhone,
     connectionBadge,
     refusalMessage,
+    signedInPage,
   });
 })();

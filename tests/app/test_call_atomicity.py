@@ -13,18 +13,7 @@ from typing import Any, Self
 import mongomock
 import pytest
 
-from core.app import (
-    AuditTrail,
-    BoardDesk,
-    CallbackDesk,
-    CallCommands,
-    CallQueries,
-    CardLog,
-    ChannelAdmin,
-    DirectoryAdmin,
-    TokenDesk,
-    UseCases,
-)
+from core.app import UseCases
 from core.app.admin import ChannelRef
 from core.app.seed import apply_seed
 from core.domain import CreateCall, Direction, Status, UpdateCall
@@ -123,17 +112,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FaultyStor
 
 
 def use_cases(store: Any) -> UseCases:
-    app = UseCases(
-        calls=CallCommands(store, recordings=RecordingLibrary(store, max_bytes=1 << 20)),
-        queries=CallQueries(store),
-        cards=CardLog(store),
-        channels=ChannelAdmin(store),
-        directory=DirectoryAdmin(store),
-        tokens=TokenDesk(store),
-        audit=AuditTrail(store),
-        callbacks=CallbackDesk(store),
-        board=BoardDesk(store, "Europe/Moscow"),
-    )
+    library = RecordingLibrary(store, max_bytes=1 << 20)
+    app = UseCases.over(store, region="RU", timezone="Europe/Moscow", recordings=library)
     apply_seed(app, json.loads(SEED.read_text(encoding="utf-8")))
     return app
 

@@ -3,6 +3,7 @@ mongomock, with a clock the tests move instead of waiting."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,13 @@ from core.app.admin import ChannelAdmin, DirectoryAdmin
 from core.app.audit import Action, AuditFilter, AuditTrail
 from core.app.tokens import MAX_TTL, TICKET_TTL, TokenDesk
 from core.auth import Credentials, Principal, Role, Scheme
-from core.errors import InvalidRequest, TicketInvalid, TokenExpired, Unauthenticated
+from core.errors import (
+    InvalidRequest,
+    PermissionDenied,
+    TicketInvalid,
+    TokenExpired,
+    Unauthenticated,
+)
 from core.model import AuditEntry, AuditQuery, utc_now
 from core.recordings import FileBlobStore
 from core.storage.mongo import MongoStore
@@ -72,6 +79,11 @@ def ticket(secret: str) -> Credentials:
     return Credentials(Scheme.TICKET, secret)
 
 
+def rfc3339(moment: datetime) -> str:
+    """How the log and core's messages write a (UTC) time: 2026-11-27T13:18:04.189Z."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
 def entries(store: Store, action: Action | None = None) -> list[AuditEntry]:
     query = AuditQuery(action=action.value if action else None)
     with store.reading() as uow:
@@ -89,8 +101,9 @@ def test_a_token_is_refused_once_its_lifetime_has_passed(tokens: TokenDesk, cloc
     clock.advance(timedelta(seconds=1))
     with pytest.raises(TokenExpired) as refused:
         tokens.authenticate(secret)
-    assert refused.value.reason == "token-expired"
+    assert refused.value.reason == "token_expired"
     assert isinstance(refused.value, Unauthenticated)
+    assert f"expired at {rfc3339(clock.start + timedelta(seconds=30))};" in str(refused.value)
 
 
 def test_a_token_without_a_lifetime_never_expires(tokens: TokenDesk, clock: Clock) -> None:
@@ -126,6 +139,27 @@ def test_tokens_no_longer_valid_are_named(tokens: TokenDesk, clock: Clock) -> No
     assert tokens.no_longer_valid(ids) == [expiring.token_id, revoked.token_id, "tok_unknown"]
 
 
+# --- signed links ------------------------------------------------------------------------------
+
+
+def test_a_link_opens_as_its_token_while_the_token_is_valid(
+    tokens: TokenDesk, clock: Clock
+) -> None:
+    lasting, _ = tokens.issue(Role.EMPLOYEE, 1)
+    expiring, _ = tokens.issue(Role.SUPERVISOR, None, ttl=timedelta(seconds=5))
+    revoked, _ = tokens.issue(Role.EMPLOYEE, 1)
+    tokens.revoke(revoked.token_id)
+    holder = tokens.link_holder(lasting.token_id, address="198.51.100.2 via ipv4:10.0.0.1:5")
+    assert holder == Principal(
+        lasting.token_id, Role.EMPLOYEE, 1, "198.51.100.2 via ipv4:10.0.0.1:5"
+    )
+    assert tokens.link_holder(expiring.token_id).role is Role.SUPERVISOR
+    clock.advance(timedelta(seconds=5))
+    for gone in (expiring.token_id, revoked.token_id, "tok_unknown"):
+        with pytest.raises(PermissionDenied):
+            tokens.link_holder(gone)
+
+
 # --- stream tickets ----------------------------------------------------------------------------
 
 
@@ -138,7 +172,7 @@ def test_a_ticket_opens_one_stream_as_its_token(tokens: TokenDesk, clock: Clock)
     assert opened == Principal(token.token_id, Role.EMPLOYEE, 1, address="198.51.100.2")
     with pytest.raises(TicketInvalid) as refused:
         tokens.identify(ticket(issued), stream=True)
-    assert refused.value.reason == "ticket-invalid"
+    assert refused.value.reason == "ticket_invalid"
 
 
 def test_a_ticket_expires_after_a_minute(tokens: TokenDesk, clock: Clock) -> None:
@@ -200,9 +234,10 @@ def test_a_change_is_noted_with_its_actor(store: Store, tokens: TokenDesk, clock
             "role": "employee",
             "employee_id": "1",
             "description": "desk",
-            "expires_at": (clock.start + timedelta(days=30)).isoformat(),
+            "expires_at": rfc3339(clock.start + timedelta(days=30)),
         },
     )
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry.details["expires_at"])
 
 
 def test_a_refused_change_leaves_no_entry(store: Store, clock: Clock) -> None:
@@ -264,4 +299,4 @@ def test_an_export_is_itself_noted_first(store: Store, clock: Clock) -> None:
     batches = trail.export(ADMIN, AuditFilter(since=clock.start))
     exported = [entry for batch in batches for entry in batch]
     assert [e.action for e in exported] == ["department.upserted", "audit.exported"]
-    assert exported[1].details == {"since": clock.start.isoformat()}
+    assert exported[1].details == {"since": rfc3339(clock.start)}

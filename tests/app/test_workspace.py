@@ -13,18 +13,7 @@ from typing import Any
 import mongomock
 import pytest
 
-from core.app import (
-    AuditTrail,
-    BoardDesk,
-    CallbackDesk,
-    CallCommands,
-    CallQueries,
-    CardLog,
-    ChannelAdmin,
-    DirectoryAdmin,
-    TokenDesk,
-    UseCases,
-)
+from core.app import UseCases
 from core.app.admin import ChannelRef
 from core.app.audit import AuditFilter
 from core.app.callbacks import CallbackPage
@@ -32,6 +21,7 @@ from core.app.queries import CallFilter
 from core.app.seed import apply_seed, load_seed
 from core.auth import Principal, Role
 from core.domain import (
+    UNANSWERED_STATUSES,
     CallbackState,
     CreateCall,
     Direction,
@@ -101,16 +91,8 @@ def clock() -> Clock:
 
 def use_cases(store: Any, clock: Callable[[], datetime]) -> UseCases:
     library = RecordingLibrary(store, max_bytes=1 << 20)
-    return UseCases(
-        calls=CallCommands(store, recordings=library, clock=clock),
-        queries=CallQueries(store),
-        cards=CardLog(store, clock=clock),
-        channels=ChannelAdmin(store),
-        directory=DirectoryAdmin(store),
-        tokens=TokenDesk(store),
-        audit=AuditTrail(store),
-        callbacks=CallbackDesk(store, clock=clock),
-        board=BoardDesk(store, "Europe/Moscow", clock=clock),
+    return UseCases.over(
+        store, region="RU", timezone="Europe/Moscow", recordings=library, clock=clock
     )
 
 
@@ -175,7 +157,7 @@ def test_missed_calls_from_one_number_make_one_callback_counting_attempts(
     assert other_callback.last_call_id == other.call_id and other_callback.attempts == 1
 
 
-@pytest.mark.parametrize("status", [Status.MISSED, Status.CANCELED, Status.BUSY, Status.FAILED])
+@pytest.mark.parametrize("status", sorted(UNANSWERED_STATUSES))
 def test_each_unanswered_ending_opens_a_callback(app: UseCases, status: Status) -> None:
     post(app, Direction.INCOMING, PHONE, Status.RINGING, status)
     assert [v.callback.last_status for v in only_open(app).callbacks] == [status]

@@ -284,7 +284,7 @@ class StandInGateway:
             await self._error(writer, 401, "unauthenticated", "unknown token")
             return
         if self._roles[token] == EXPIRED:
-            await self._error(writer, 401, "token-expired", "the token has expired")
+            await self._error(writer, 401, "token_expired", "the token has expired")
             return
         path, method = request.path, request.method
         if (method, path) == ("POST", TICKETS_PATH):

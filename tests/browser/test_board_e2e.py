@@ -101,7 +101,15 @@ async def test_the_board_shows_a_ringing_call_at_once_with_its_timer_and_todays_
     )
     rate = (before["answered"] + 1) / (before["incoming"] + 2)
     await expect(figures.get_by_test_id("figure-rate")).to_have_text(f"{round(rate * 100)}%")
-    await expect(figures.get_by_test_id("figure-avg-wait")).not_to_have_text("—")
+    # The averages the page shows are core's, as minutes and seconds.
+    after = await figures_now(live_stack)
+    for test_id, seconds in (
+        ("figure-avg-wait", after["average_wait_seconds"]),
+        ("figure-avg-talk", after["average_talk_seconds"]),
+    ):
+        assert seconds is not None, test_id
+        clock = f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
+        await expect(figures.get_by_test_id(test_id)).to_have_text(clock)
     await expect(page.get_by_test_id("calls-empty")).to_be_visible()
     assert not [url for url in watch.urls if SUPERVISOR in url]
 

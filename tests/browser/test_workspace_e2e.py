@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -108,6 +109,15 @@ async def test_a_call_that_ends_moves_from_now_to_recent_and_its_recording_plays
     )
     assert 2.4 <= moved <= 2.6
     assert await audio.evaluate("a => a.seekable.length > 0 && a.seekable.end(0) >= 3.9")
+    # The play is recorded as Anna's, from where her browser asked: its link was made for
+    # her token, not for the gateway that fetched the recording on her behalf.
+    played = urlsplit(await audio.evaluate("a => a.currentSrc"))
+    recording_id = played.path.rsplit("/", 1)[-1]
+    log = await api(live_stack, "demo-admin", "GET", "/audit?action=recording.downloaded")
+    newest = next(e for e in log["data"] if e["target"] == recording_id)
+    assert (newest["actor"]["role"], newest["actor"]["employee_id"]) == ("employee", 1)
+    assert parse_qs(played.query)["token"] == [newest["actor"]["token_id"]]
+    assert newest["address"].startswith("127.0.0.1 via ")
 
     # The details dialog tells the whole story of the call.
     await row.get_by_test_id("recent-ticket").click()

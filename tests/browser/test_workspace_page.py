@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from vocabulary import DIRECTION, EMPLOYEE_STATE, STATUS
+from vocabulary import ACTIVE_STATUSES, DIRECTION, EMPLOYEE_STATE, STATUS
 
 from .conftest import PageWatch, new_page
 from .pbx import tone_wav
@@ -120,6 +120,7 @@ async def test_recent_lists_finished_calls_newest_first_a_page_at_a_time(
     rows = page.locator("#recent-list > li")
     await expect(rows).to_have_count(25)
     await expect(rows.first).to_have_attribute("data-call-id", "60")
+    await expect(rows.first.get_by_test_id("recent-contact")).to_have_text("Ivan Smirnov")
 
     # Scrolling down to the end of the list brings the next page, and the next.
     await page.get_by_test_id("recent-more").scroll_into_view_if_needed()
@@ -131,7 +132,8 @@ async def test_recent_lists_finished_calls_newest_first_a_page_at_a_time(
 
     asked = [r for r in standin.requests if r.path == HISTORY_PATH]
     statuses = set((asked[0].param("status") or "").split(","))
-    assert statuses == {"canceled", "missed", "failed", "answered", "busy"}
+    # Every finished call: each status but the active ones.
+    assert statuses == set(STATUS.names) - set(ACTIVE_STATUSES)
     assert {r.param("page_size") for r in asked} == {"25"}
 
 
@@ -216,6 +218,10 @@ async def test_missed_lists_open_callbacks_with_the_count_on_its_tab(
     await expect(rows.nth(1).get_by_test_id("missed-attempts")).to_have_text("1 missed call")
     await expect(top.get_by_test_id("missed-call")).to_have_attribute("href", "tel:+74951110011")
     await expect(top).to_contain_text("waiting 2 hr 5 min")
+    # The last attempt is the group's latest call (JavaScript's ISO form has milliseconds).
+    last = datetime.fromisoformat(standin.callbacks.items[0]["last_missed_at"])
+    stamp = f"{last:%Y-%m-%dT%H:%M:%S}.{last.microsecond // 1000:03d}Z"
+    await expect(top.get_by_test_id("missed-last")).to_have_attribute("datetime", stamp)
     await page.screenshot(path=str(artifacts_dir / "agent-standin-missed.png"))
 
     await top.get_by_test_id("missed-mark").click()

@@ -4,14 +4,23 @@ live core."""
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from gateway import audit as http_export
+from telephony.v1 import directory_service_pb2 as dr
 from tests.cli.cli_support import Vats, fields_of, only_line
+from vats_cli import audit as cli_export
 from vats_cli.audit import ttl
+from vats_cli.commands import tokens_list
+from vats_cli.render import Output
+
+# RFC 3339 in UTC to the millisecond, with Z: how the log, its exports and core write times.
+RFC3339_MS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 
 
 @pytest.mark.parametrize(
@@ -75,7 +84,67 @@ def test_audit_exports_json_lines_oldest_first(vats: Vats) -> None:
     assert upsert["actor"]["role"] == "admin" and upsert["actor"]["employee_id"] is None
     # The export itself is the last entry it shows.
     assert lines[-1]["action"] == "audit.exported"
-    assert lines[-1]["details"] == {"since": datetime.fromisoformat(since).isoformat()}
+    moment = datetime.fromisoformat(since)
+    written = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    assert lines[-1]["details"] == {"since": written}
+    assert all(re.fullmatch(RFC3339_MS, line["at"]) for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("time", "written"),
+    [
+        ("2026-11-27T13:18:04.189Z", "2026-11-27T13:18:04.189Z"),
+        ("2026-11-27T13:18:04Z", "2026-11-27T13:18:04.000Z"),
+        ("2026-11-27T16:18:04.189654321+03:00", "2026-11-27T13:18:04.189Z"),
+    ],
+)
+def test_json_lines_are_the_lines_of_the_http_export(time: str, written: str) -> None:
+    entry = dr.AuditEntry(
+        entry_id=7,
+        action="token.issued",
+        actor=dr.AuditActor(token_id="tok_0123456789abcdef", role=dr.ROLE_ADMIN),
+        address="203.0.113.7 via ipv4:127.0.0.1:50000",
+        target="tok_fedcba9876543210",
+        details={"role": "employee", "expires_at": "2026-12-27T13:18:04.189Z"},
+    )
+    entry.time.FromJsonString(time)
+    line = cli_export.entry_json(entry)
+    assert line == http_export.entry_json(entry)
+    assert line["at"] == written
+
+
+class _Tokens:
+    """Core's answer to ListTokens: the CLI's table of it is what is tested."""
+
+    def __init__(self, *tokens: dr.Token) -> None:
+        self.tokens = tokens
+
+    def list_tokens(self, _: dr.ListTokensRequest) -> dr.ListTokensResponse:
+        return dr.ListTokensResponse(tokens=self.tokens)
+
+
+def _token(token_id: str, expires: datetime | None) -> dr.Token:
+    token = dr.Token(token_id=token_id, role=dr.ROLE_EMPLOYEE, employee_id=1)
+    token.create_time.FromDatetime(datetime(2026, 1, 1, tzinfo=UTC))
+    if expires is not None:
+        token.expire_time.FromDatetime(expires)
+    return token
+
+
+def test_tokens_list_says_which_tokens_have_expired() -> None:
+    now = datetime.now(UTC)
+    out = io.StringIO()
+    core = _Tokens(
+        _token("tok_lasting", None),
+        _token("tok_valid", now + timedelta(days=1)),
+        _token("tok_expired", now - timedelta(minutes=1)),
+    )
+    tokens_list(argparse.Namespace(), core, Output(out, as_json=False))  # type: ignore[arg-type]
+    rows = {line.split()[0]: line for line in out.getvalue().splitlines()[1:]}
+    assert rows["tok_lasting"].endswith(" never")
+    assert rows["tok_valid"].endswith("Z")
+    past = (now - timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M:%SZ")
+    assert rows["tok_expired"].endswith(f" {past} (expired)")
 
 
 def test_audit_is_for_admins_and_known_actions(vats: Vats) -> None:

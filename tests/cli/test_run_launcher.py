@@ -117,6 +117,9 @@ def test_the_banner_curl_line_creates_a_call_and_ctrl_c_stops_both(launched: Lau
         f"Agent page:   http://{launched.http_addr}/agent"
     )
     assert "demo-anna" in launched.banner_line("Agent page:")
+    assert launched.banner_line("Board:") == (
+        f"Board:        http://{launched.http_addr}/board  (token: demo-supervisor)"
+    )
     assert "VATS_ADMIN_TOKEN=demo-admin" in launched.banner_line("Admin CLI:")
 
     curl = launched.banner_line("curl ")
@@ -141,6 +144,20 @@ def test_the_banner_curl_line_creates_a_call_and_ctrl_c_stops_both(launched: Lau
     assert any(
         line.startswith("[core] ") for line in launched.stream.lines + launched.stream.rest()
     )
+
+
+def test_a_fresh_start_has_something_in_every_view(launched: Launched) -> None:
+    """Recent, Missed and the board have the demo's calls, one with a recording that plays."""
+    api = f"http://{launched.http_addr}/api/v2/telephony"
+    anna = {"Authorization": "Bearer demo-anna"}
+    recent = httpx.get(f"{api}/history", headers=anna, timeout=10).json()["data"]
+    assert {c["call_status"] for c in recent} >= {"answered", "missed", "canceled"}
+    [recorded] = [c["audio_record"] for c in recent if c["audio_record"]]
+    assert httpx.get(recorded, headers={"Range": "bytes=0-99"}, timeout=10).status_code == 206
+    assert httpx.get(f"{api}/callbacks", headers=anna, timeout=10).json()["open_count"] > 0
+    board = httpx.get(f"{api}/board", headers={"Authorization": "Bearer demo-supervisor"})
+    # (Today's counts may be nought just after midnight: the demo's calls are minutes old.)
+    assert board.json()["data"]["employees"] and board.json()["data"]["figures"]
 
 
 def test_when_core_dies_the_gateway_is_stopped_and_run_fails(launched: Launched) -> None:

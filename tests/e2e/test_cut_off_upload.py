@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import LiveStack
+from tests.conftest import LiveStack, running_stack
 from tests.e2e.test_recordings_http import wav_bytes
 
 pytestmark = pytest.mark.e2e
@@ -29,13 +29,8 @@ PIECE = 64 * 1024
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
-    stack = LiveStack(tmp_path_factory.mktemp("cut-off"))
-    try:
-        stack.start_core()
-        stack.start_gateway()
+    with running_stack(tmp_path_factory.mktemp("cut-off")) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def field(name: str, value: str) -> bytes:

@@ -14,7 +14,7 @@ from grpc_status import rpc_status
 
 from telephony.v1 import call_pb2, call_service_pb2, call_service_pb2_grpc, directory_service_pb2
 from telephony.v1 import directory_service_pb2_grpc as directory_grpc
-from tests.conftest import LiveStack, bearer
+from tests.conftest import LiveStack, bearer, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -23,13 +23,8 @@ CHANNEL = call_service_pb2.ChannelRef(channel_key=LiveStack.channel_key)
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
-    stack = LiveStack(tmp_path_factory.mktemp("field-rules"))
-    try:
-        stack.start_core()
-        stack.start_gateway()
+    with running_stack(tmp_path_factory.mktemp("field-rules")) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")

@@ -116,7 +116,7 @@ def test_a_ticket_opens_one_stream_once(live_stack: LiveStack) -> None:
         reader.close()
     again = httpx.get(url, timeout=10)
     assert again.status_code == 401
-    assert again.json()["error"]["code"] == "ticket-invalid"
+    assert again.json()["error"]["code"] == "ticket_invalid"
 
 
 def test_a_ticket_keeps_its_tokens_scope(live_stack: LiveStack) -> None:
@@ -194,10 +194,10 @@ def test_an_expired_token_is_refused_with_401_token_expired(
             break
         time.sleep(0.2)
     assert history.status_code == 401
-    assert history.json()["error"]["code"] == "token-expired"
+    assert history.json()["error"]["code"] == "token_expired"
     assert "expired" in history.json()["error"]["message"]
     ticket = httpx.post(live_stack.http_url + TICKETS, headers=auth(issued.secret), timeout=10)
-    assert (ticket.status_code, ticket.json()["error"]["code"]) == (401, "token-expired")
+    assert (ticket.status_code, ticket.json()["error"]["code"]) == (401, "token_expired")
 
 
 # Secrets in URLs.

@@ -22,7 +22,7 @@ from telephony.v1 import (
     directory_service_pb2,
     directory_service_pb2_grpc,
 )
-from tests.conftest import LiveStack, bearer
+from tests.conftest import LiveStack, bearer, running_stack
 from tests.e2e.sse import SSEReader
 
 pytestmark = pytest.mark.e2e
@@ -33,13 +33,8 @@ BORIS = {"Authorization": "Bearer demo-boris"}
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
-    stack = LiveStack(tmp_path_factory.mktemp("workspace"))
-    try:
-        stack.start_core()
-        stack.start_gateway()
+    with running_stack(tmp_path_factory.mktemp("workspace")) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")
@@ -294,9 +289,8 @@ def test_board_shows_who_is_on_a_call(
 def test_board_stream_shows_a_new_ringing_call(
     stack: LiveStack, line: Line, supervisor: dict[str, str]
 ) -> None:
-    reader = SSEReader(f"{stack.http_url}/api/v2/telephony/board/stream", supervisor)
     phone, shown = new_phone()
-    try:
+    with SSEReader(f"{stack.http_url}/api/v2/telephony/board/stream", supervisor) as reader:
         assert reader.status == 200, getattr(reader, "body", "")
         opening = reader.next()
         assert opening.event == "board" and "figures" in opening.json
@@ -314,20 +308,16 @@ def test_board_stream_shows_a_new_ringing_call(
         )
         assert figures_of(event.json, line)["incoming"] == 1
         line.status(call_id, "missed")
-    finally:
-        reader.close()
 
 
 def test_board_stream_takes_a_supervisor_token_from_the_query(
     stack: LiveStack, supervisor: dict[str, str]
 ) -> None:
     token = supervisor["Authorization"].removeprefix("Bearer ")
-    reader = SSEReader(f"{stack.http_url}/api/v2/telephony/board/stream?access_token={token}")
-    try:
+    url = f"{stack.http_url}/api/v2/telephony/board/stream?access_token={token}"
+    with SSEReader(url) as reader:
         assert reader.status == 200
         assert reader.next().event == "board"
-    finally:
-        reader.close()
 
 
 @pytest.mark.parametrize("path", ["/api/v2/telephony/board", "/api/v2/telephony/board/stream"])

@@ -7,19 +7,15 @@ from collections.abc import AsyncIterator
 import pytest
 from falcon.testing import ASGIConductor
 
-from gateway.app import create_app
+from gateway.app import GatewayApp, create_app
 from gateway.config import Config
 from tests.gateway.gateway_fakes import SERVICE_TOKEN, FakeCore
 
 
 @pytest.fixture
 async def fake_core() -> AsyncIterator[FakeCore]:
-    core = FakeCore()
-    await core.start()
-    try:
+    async with FakeCore() as core:
         yield core
-    finally:
-        await core.stop()
 
 
 @pytest.fixture
@@ -42,3 +38,16 @@ def config(fake_core: FakeCore) -> Config:
 async def gateway(config: Config) -> AsyncIterator[ASGIConductor]:
     async with ASGIConductor(create_app(config)) as conductor:
         yield conductor
+
+
+@pytest.fixture
+def quiet_app(fake_core: FakeCore) -> GatewayApp:
+    """The app without keepalives: only a hang-up or the shutdown can end a stream."""
+    config = Config(
+        {
+            "VATS_CORE_TARGET": fake_core.target,
+            "VATS_SERVICE_TOKEN": SERVICE_TOKEN,
+            "VATS_SSE_KEEPALIVE": "3600",
+        }
+    )
+    return create_app(config)

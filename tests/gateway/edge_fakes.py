@@ -3,17 +3,14 @@ stream tickets on the card stream) and a DirectoryService with stream tickets an
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 import grpc.aio
-from grpc_health.v1 import health, health_pb2_grpc
 
 from telephony.v1 import (
     call_service_pb2,
-    call_service_pb2_grpc,
     directory_service_pb2,
     directory_service_pb2_grpc,
 )
@@ -78,15 +75,12 @@ class EdgeCallService(FakeCallService):
             if ticket != GOOD_TICKET or ticket in self.tickets_taken:
                 await refuse(
                     context,
-                    Failure(grpc.StatusCode.UNAUTHENTICATED, "ticket-invalid", "used ticket"),
+                    Failure(grpc.StatusCode.UNAUTHENTICATED, "ticket_invalid", "used ticket"),
                 )
             self.tickets_taken.append(ticket)
-            await context.send_initial_metadata(())
-            try:
-                while True:
-                    yield await self.card_events.get()
-            finally:
-                self.watch_ended.set()
+            async for event in self.queued_card_events(context):
+                yield event
+            return
         async for event in super().WatchCallCards(request, context):
             yield event
 
@@ -160,24 +154,13 @@ class EdgeCore(FakeCore):
     """The gateway fakes' core serving another CallService, and a DirectoryService."""
 
     def __init__(self, calls: FakeCallService | None = None) -> None:
-        # FakeCore's own constructor would register its plain CallService first.
-        self.calls = calls or EdgeCallService()
+        super().__init__(calls or EdgeCallService())
         self.directory = FakeDirectoryService()
-        self.health = health.aio.HealthServicer()
-        self.server = grpc.aio.server()
-        call_service_pb2_grpc.add_CallServiceServicer_to_server(self.calls, self.server)
         directory_service_pb2_grpc.add_DirectoryServiceServicer_to_server(
             self.directory, self.server
         )
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
 
 
-@contextlib.asynccontextmanager
-async def edge_core() -> AsyncIterator[EdgeCore]:
-    core = EdgeCore()
-    await core.start()
-    try:
-        yield core
-    finally:
-        await core.stop()
+def edge_core() -> EdgeCore:
+    """An edge core, serving while used in `async with`."""
+    return EdgeCore()

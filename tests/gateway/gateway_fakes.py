@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import grpc
 import grpc.aio
@@ -184,6 +184,13 @@ class FakeCallService(call_service_pb2_grpc.CallServiceServicer):
             await context.abort_with_status(
                 rich_status(Failure(grpc.StatusCode.UNAUTHENTICATED, "unauthenticated", "who?"))
             )
+        async for event in self.queued_card_events(context):
+            yield event
+
+    async def queued_card_events(
+        self, context: Any
+    ) -> AsyncIterator[call_service_pb2.CallCardEvent]:
+        """An accepted card stream: the events a test queues, until the stream ends."""
         await context.send_initial_metadata(())
         try:
             while True:
@@ -211,6 +218,13 @@ class FakeCore:
 
     async def stop(self) -> None:
         await self.server.stop(grace=None)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
 
 
 def multipart(

@@ -28,7 +28,8 @@ async def fake_core() -> AsyncIterator[FakeCore]:
 
 ENTRY_JSON = {
     "entry_id": 1,
-    "at": "2026-01-31T09:00:00Z",
+    # To the millisecond, also on a whole second: as `vats audit --json-lines` writes it.
+    "at": "2026-01-31T09:00:00.000Z",
     "action": "token.issued",
     "actor": {"token_id": "t-admin", "role": "admin", "employee_id": None},
     "address": "10.0.0.7",

@@ -12,11 +12,15 @@ import pytest
 from falcon.testing import ASGIConductor
 from falcon.testing.client import StreamedResult
 
-from gateway.app import GatewayApp, create_app
+from gateway.app import GatewayApp
 from gateway.board import board_json
-from gateway.config import Config
-from tests.gateway.gateway_fakes import EMPLOYEE_TOKEN, SERVICE_TOKEN, FakeCore
-from tests.gateway.workspace_fakes import SUPERVISOR_TOKEN, WorkspaceCallService, sample_board
+from tests.gateway.gateway_fakes import EMPLOYEE_TOKEN, FakeCore
+from tests.gateway.workspace_fakes import (
+    SUPERVISOR_TOKEN,
+    WorkspaceCallService,
+    calls_of,
+    sample_board,
+)
 
 URL = "/api/v2/telephony/board"
 STREAM = "/api/v2/telephony/board/stream"
@@ -84,17 +88,8 @@ BOARD_JSON = {
 
 @pytest.fixture
 async def fake_core() -> AsyncIterator[FakeCore]:
-    core = FakeCore(WorkspaceCallService())
-    await core.start()
-    try:
+    async with FakeCore(WorkspaceCallService()) as core:
         yield core
-    finally:
-        await core.stop()
-
-
-def calls_of(fake_core: FakeCore) -> WorkspaceCallService:
-    assert isinstance(fake_core.calls, WorkspaceCallService)
-    return fake_core.calls
 
 
 async def read_until(result: StreamedResult, marker: str) -> str:
@@ -173,19 +168,6 @@ async def test_stream_takes_the_token_from_the_query(
         assert result.status_code == 200
         await read_until(result, "event: board\n")
     assert fake_core.calls.metadata[-1]["authorization"] == f"Bearer {SUPERVISOR_TOKEN}"
-
-
-@pytest.fixture
-def quiet_app(fake_core: FakeCore) -> GatewayApp:
-    # No keepalive within a test: only the hang-up or the shutdown can end a stream.
-    config = Config(
-        {
-            "VATS_CORE_TARGET": fake_core.target,
-            "VATS_SERVICE_TOKEN": SERVICE_TOKEN,
-            "VATS_SSE_KEEPALIVE": "3600",
-        }
-    )
-    return create_app(config)
 
 
 async def test_stream_ends_with_its_client(quiet_app: GatewayApp, fake_core: FakeCore) -> None:

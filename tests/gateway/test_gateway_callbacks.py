@@ -15,6 +15,7 @@ from tests.gateway.workspace_fakes import (
     CALLBACK_ID,
     SUPERVISOR_TOKEN,
     WorkspaceCallService,
+    calls_of,
     resolved_callback,
     sample_callback,
 )
@@ -46,17 +47,8 @@ OPEN_JSON = {
 
 @pytest.fixture
 async def fake_core() -> AsyncIterator[FakeCore]:
-    core = FakeCore(WorkspaceCallService())
-    await core.start()
-    try:
+    async with FakeCore(WorkspaceCallService()) as core:
         yield core
-    finally:
-        await core.stop()
-
-
-def calls_of(fake_core: FakeCore) -> WorkspaceCallService:
-    assert isinstance(fake_core.calls, WorkspaceCallService)
-    return fake_core.calls
 
 
 def last_list_request(fake_core: FakeCore) -> ListCallbacksRequest:

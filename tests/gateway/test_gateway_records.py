@@ -37,8 +37,30 @@ async def test_signed_link_is_passed_to_core(gateway: ASGIConductor, fake_core: 
     assert fake_core.calls.metadata[-1]["authorization"] == f"Bearer {SERVICE_TOKEN}"
 
 
+async def test_the_token_of_a_signed_link_is_passed_to_core(
+    gateway: ASGIConductor, fake_core: FakeCore
+) -> None:
+    query = "expires=1900000000&token=tok_0123456789abcdef&signature=good"
+    result = await gateway.simulate_get(URL, query_string=query)
+    assert result.status_code == 200
+    (request,) = fake_core.calls.download_requests
+    assert (request.expires, request.token_id, request.signature) == (
+        1900000000,
+        "tok_0123456789abcdef",
+        "good",
+    )
+
+
 @pytest.mark.parametrize(
-    "query", ["expires=1900000000&signature=bad", "expires=soon&signature=good", "signature=good"]
+    "query",
+    [
+        "expires=1900000000&signature=bad",
+        "expires=soon&signature=good",
+        "signature=good",
+        "token=tok_0123456789abcdef",
+        "expires=1900000000&token=tok%20anna&signature=good",
+        "expires=1900000000&token=" + "t" * 65 + "&signature=good",
+    ],
 )
 async def test_bad_signed_link_is_403(gateway: ASGIConductor, query: str) -> None:
     result = await gateway.simulate_get(URL, query_string=query)

@@ -9,10 +9,9 @@ from collections.abc import AsyncIterator
 import pytest
 from falcon.testing import ASGIConductor
 
-from gateway.app import GatewayApp, create_app
-from gateway.config import Config
+from gateway.app import GatewayApp
 from telephony.v1 import call_service_pb2
-from tests.gateway.gateway_fakes import EMPLOYEE_TOKEN, SERVICE_TOKEN, FakeCore, sample_card
+from tests.gateway.gateway_fakes import EMPLOYEE_TOKEN, FakeCore, sample_card
 
 URL = "/api/v2/telephony/cards/stream"
 TOKEN = {"Authorization": f"Bearer {EMPLOYEE_TOKEN}"}
@@ -20,21 +19,8 @@ Event = call_service_pb2.CallCardEvent
 
 
 @pytest.fixture
-def app(fake_core: FakeCore) -> GatewayApp:
-    # No keepalive within a test: only the hang-up or the shutdown can end a stream.
-    config = Config(
-        {
-            "VATS_CORE_TARGET": fake_core.target,
-            "VATS_SERVICE_TOKEN": SERVICE_TOKEN,
-            "VATS_SSE_KEEPALIVE": "3600",
-        }
-    )
-    return create_app(config)
-
-
-@pytest.fixture
-async def quiet_gateway(app: GatewayApp) -> AsyncIterator[ASGIConductor]:
-    async with ASGIConductor(app) as conductor:
+async def quiet_gateway(quiet_app: GatewayApp) -> AsyncIterator[ASGIConductor]:
+    async with ASGIConductor(quiet_app) as conductor:
         yield conductor
 
 
@@ -49,7 +35,7 @@ async def test_stream_ends_with_its_client(
 
 
 async def test_end_streams_finishes_every_open_response(
-    app: GatewayApp, quiet_gateway: ASGIConductor, fake_core: FakeCore
+    quiet_app: GatewayApp, quiet_gateway: ASGIConductor, fake_core: FakeCore
 ) -> None:
     await fake_core.calls.card_events.put(Event(seq=1, type=Event.TYPE_SHOW, card=sample_card()))
     responses = [asyncio.create_task(quiet_gateway.simulate_get(URL, headers=TOKEN))]
@@ -58,16 +44,16 @@ async def test_end_streams_finishes_every_open_response(
         while len(fake_core.calls.watch_requests) < 2:  # noqa: ASYNC110 (the fake sets no event)
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.1)
-        app.end_streams()
+        quiet_app.end_streams()
         results = await asyncio.gather(*responses)
     assert [r.status_code for r in results] == [200, 200]
     assert "event: show\nid: 1\n" in results[0].text + results[1].text
 
 
 async def test_stream_opened_while_stopping_ends_at_once(
-    app: GatewayApp, quiet_gateway: ASGIConductor
+    quiet_app: GatewayApp, quiet_gateway: ASGIConductor
 ) -> None:
-    app.end_streams()
+    quiet_app.end_streams()
     async with asyncio.timeout(10):
         result = await quiet_gateway.simulate_get(URL, headers=TOKEN)
     assert result.status_code == 200

@@ -12,7 +12,13 @@ import grpc
 
 from telephony.v1 import call_pb2, call_service_pb2
 from telephony.v1.call_service_pb2 import Board, BoardCall, Callback, ChannelFigures, EmployeeState
-from tests.gateway.gateway_fakes import EMPLOYEE_TOKEN, Failure, FakeCallService, rich_status
+from tests.gateway.gateway_fakes import (
+    EMPLOYEE_TOKEN,
+    Failure,
+    FakeCallService,
+    FakeCore,
+    rich_status,
+)
 
 SUPERVISOR_TOKEN = "sveta-secret"
 # The one callback the fake knows (any other id is NOT_FOUND).
@@ -174,3 +180,9 @@ class WorkspaceCallService(FakeCallService):
                 yield call_service_pb2.WatchBoardResponse(board=await self.boards.get())
         finally:
             self.board_watch_ended.set()
+
+
+def calls_of(fake_core: FakeCore) -> WorkspaceCallService:
+    """The workspace CallService of a fake core made with one."""
+    assert isinstance(fake_core.calls, WorkspaceCallService)
+    return fake_core.calls

@@ -4,14 +4,21 @@ and export it; nothing changes or removes an entry."""
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import grpc
 import pytest
 
 import vats_rpc
 from core.app.audit import Action
+from core.model import utc_now
+from core.recordings import LinkSigner
+from core.server import Core
 from telephony.v1 import (
     call_pb2,
     call_service_pb2,
@@ -152,6 +159,14 @@ async def _export(s: Stubs) -> object:
     return [batch async for batch in stream]
 
 
+async def _watch_calls(s: Stubs) -> object:
+    stream = s.calls.WatchCalls(cs.WatchCallsRequest(), metadata=forwarded("demo-supervisor"))
+    # Accepted once its initial metadata arrives: the entry is stored before that.
+    opened = await stream.initial_metadata()
+    stream.cancel()
+    return opened
+
+
 # Each recorded action, the request that does it once (with the metadata of the recorded
 # request), and who is recorded: the role and employee of its token.
 STEPS: dict[Action, tuple[Step, int, int]] = {
@@ -254,6 +269,12 @@ STEPS: dict[Action, tuple[Step, int, int]] = {
         0,
     ),
     Action.AUDIT_EXPORTED: (_export, dr.ROLE_ADMIN, 0),
+    Action.CALLS_WATCHED: (_watch_calls, dr.ROLE_SUPERVISOR, 0),
+    Action.BOARD_READ: (
+        lambda s: s.calls.GetBoard(cs.GetBoardRequest(), metadata=forwarded("demo-supervisor")),
+        dr.ROLE_SUPERVISOR,
+        0,
+    ),
 }
 
 
@@ -399,3 +420,181 @@ def test_the_api_has_no_request_that_writes_the_log() -> None:
         "DirectoryService.ListAuditEntries",
         "DirectoryService.ExportAuditEntries",
     }
+
+
+# --- who downloads through a signed link --------------------------------------------------------
+
+
+async def _recorded_call(s: Stubs, employee_id: int = 1) -> tuple[str, int]:
+    """A call shown to `employee_id` with a recording: (recording id, call id)."""
+    recording_id = await _upload(s)
+    return recording_id, await _new_call(s, user_ids=[employee_id], recording_id=recording_id)
+
+
+async def _link_for(s: Stubs, token: str, call_id: int) -> cs.DownloadRecordRequest:
+    """The download the gateway asks core for when the link `token` was handed is opened."""
+    reply = await s.calls.GetCall(cs.GetCallRequest(call_id=call_id), metadata=bearer(token))
+    parts = urlsplit(reply.call.recording.signed_path)
+    query = {name: values[0] for name, values in parse_qs(parts.query).items()}
+    return cs.DownloadRecordRequest(
+        recording_id=parts.path.rsplit("/", 1)[-1],
+        expires=int(query["expires"]),
+        token_id=query.get("token", ""),
+        signature=query["signature"],
+    )
+
+
+async def _download(s: Stubs, request: cs.DownloadRecordRequest) -> bytes:
+    """As the gateway downloads through a signed link: with its own token, for its client."""
+    stream = s.calls.DownloadRecord(request, metadata=forwarded("demo-service"))
+    return b"".join([m.chunk async for m in stream])
+
+
+async def test_a_link_is_recorded_as_the_token_it_was_handed_to(stubs: Stubs) -> None:
+    recording_id, call_id = await _recorded_call(stubs)
+    link = await _link_for(stubs, "demo-anna", call_id)
+    anna = await stubs.token_id(dr.ROLE_EMPLOYEE, 1)
+    assert link.token_id == anna
+
+    assert await _download(stubs, link)
+    [entry] = await stubs.entries(action="recording.downloaded")
+    assert (entry.actor.token_id, entry.actor.role, entry.actor.employee_id) == (
+        anna,
+        dr.ROLE_EMPLOYEE,
+        1,
+    )
+    assert entry.address.startswith(f"{CLIENT} via ipv4:127.0.0.1:")
+    assert (entry.target, dict(entry.details)) == (recording_id, {"call_id": str(call_id)})
+
+
+def _token_of(path: str) -> str:
+    return parse_qs(urlsplit(path).query)["token"][0]
+
+
+async def test_a_cards_link_is_bound_to_the_token_its_stream_was_opened_with(
+    stubs: Stubs,
+) -> None:
+    _, first = await _recorded_call(stubs)
+    anna = await stubs.token_id(dr.ROLE_EMPLOYEE, 1)
+    other = await _issue_anna_token(stubs)
+    expected = {"demo-anna": anna, other.secret: other.token.token_id}
+    streams = {
+        secret: stubs.calls.WatchCallCards(cs.WatchCallCardsRequest(), metadata=bearer(secret))
+        for secret in expected
+    }
+    for stream in streams.values():
+        await stream.initial_metadata()
+    # The snapshot of each stream, then the same event's card on both.
+    _, second = await _recorded_call(stubs)
+    for secret, stream in streams.items():
+        seen: dict[int, str] = {}
+        while set(seen) != {first, second}:
+            event = await stream.read()
+            assert isinstance(event, cs.CallCardEvent)
+            if event.card.recording_path:
+                seen[event.card.call_id] = _token_of(event.card.recording_path)
+        stream.cancel()
+        assert set(seen.values()) == {expected[secret]}
+
+
+async def test_a_link_made_for_one_token_does_not_open_with_another(stubs: Stubs) -> None:
+    _, call_id = await _recorded_call(stubs)
+    link = await _link_for(stubs, "demo-anna", call_id)
+    for token_id in (await stubs.token_id(dr.ROLE_SUPERVISOR), ""):
+        forged = cs.DownloadRecordRequest()
+        forged.CopyFrom(link)
+        forged.token_id = token_id
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await _download(stubs, forged)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert await stubs.entries(action="recording.downloaded") == []
+
+
+async def _issue_anna_token(s: Stubs, ttl: timedelta | None = None) -> dr.IssueTokenResponse:
+    request = dr.IssueTokenRequest(role=dr.ROLE_EMPLOYEE, employee_id=1)
+    if ttl is not None:
+        request.ttl.FromTimedelta(ttl)
+    return await s.directory.IssueToken(request, metadata=ADMIN)
+
+
+async def test_a_revoked_tokens_links_stop_working(stubs: Stubs) -> None:
+    _, call_id = await _recorded_call(stubs)
+    issued = await _issue_anna_token(stubs)
+    link = await _link_for(stubs, issued.secret, call_id)
+    assert await _download(stubs, link)
+    await stubs.directory.RevokeToken(
+        dr.RevokeTokenRequest(token_id=issued.token.token_id), metadata=ADMIN
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await _download(stubs, link)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "revoked or has expired" in (refused.value.details() or "")
+
+
+async def test_an_expired_tokens_links_stop_working(stubs: Stubs, core: Core) -> None:
+    _, call_id = await _recorded_call(stubs)
+    issued = await _issue_anna_token(stubs, ttl=timedelta(hours=1))
+    link = await _link_for(stubs, issued.secret, call_id)
+    # An hour later by the tokens' clock (the link itself is valid for another day).
+    core.app.tokens.clock = lambda: utc_now() + timedelta(hours=1)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await _download(stubs, link)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_a_link_bound_to_no_token_is_recorded_as_its_caller(stubs: Stubs) -> None:
+    # As links were made before they were bound to a token: valid until they expire.
+    recording_id, _ = await _recorded_call(stubs)
+    signer = LinkSigner(hashlib.sha256(b"test-link-secret").digest(), 60)
+    expires, signature = signer.sign(recording_id, time.time())
+    old = cs.DownloadRecordRequest(recording_id=recording_id, expires=expires, signature=signature)
+    assert await _download(stubs, old)
+    [entry] = await stubs.entries(action="recording.downloaded")
+    assert entry.actor.token_id == await stubs.token_id(dr.ROLE_SERVICE)
+
+
+async def test_a_download_is_recorded_by_its_request_from_the_first_byte(stubs: Stubs) -> None:
+    _, call_id = await _recorded_call(stubs)
+    link = await _link_for(stubs, "demo-anna", call_id)
+    for offset, length in ((100, 0), (0, 100), (100, 50), (2000, 0)):
+        ranged = cs.DownloadRecordRequest()
+        ranged.CopyFrom(link)
+        ranged.offset, ranged.length = offset, length
+        assert await _download(stubs, ranged)
+    # A play: its start from byte 0, then ranges further on that continue it.
+    [entry] = await stubs.entries(action="recording.downloaded")
+    assert dict(entry.details) == {"call_id": str(call_id), "length": "100"}
+
+
+# --- bulk reads that stay open ------------------------------------------------------------------
+
+
+async def test_a_board_stream_is_one_entry_however_many_boards_it_sends(stubs: Stubs) -> None:
+    stream = stubs.calls.WatchBoard(cs.WatchBoardRequest(), metadata=forwarded("demo-supervisor"))
+    first = await stream.read()
+    assert isinstance(first, cs.WatchBoardResponse)
+    call_id = await _new_call(stubs)
+    while True:
+        board = await stream.read()
+        assert isinstance(board, cs.WatchBoardResponse)
+        if call_id in [c.call_id for c in board.board.calls]:
+            break
+    stream.cancel()
+    [entry] = await stubs.entries(action="board.read")
+    assert entry.actor.token_id == await stubs.token_id(dr.ROLE_SUPERVISOR)
+    assert entry.address.startswith(f"{CLIENT} via ipv4:127.0.0.1:")
+    assert dict(entry.details) == {"live": "true"}
+
+
+async def test_a_refused_board_or_calls_stream_leaves_no_entry(stubs: Stubs) -> None:
+    refused = [
+        stubs.calls.WatchBoard(cs.WatchBoardRequest(), metadata=forwarded("demo-anna")),
+        stubs.calls.WatchCalls(cs.WatchCallsRequest(), metadata=forwarded("demo-anna")),
+        stubs.calls.WatchCalls(
+            cs.WatchCallsRequest(after_seq=-1), metadata=forwarded("demo-supervisor")
+        ),
+    ]
+    for stream in refused:
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stream.read()
+    assert await stubs.entries() == []

@@ -18,7 +18,6 @@ from google.protobuf.duration_pb2 import Duration
 
 import vats_rpc
 from core.app.tokens import TICKET_TTL
-from core.config import CoreConfig
 from core.model import utc_now
 from core.server import Core
 from telephony.v1 import (
@@ -28,7 +27,7 @@ from telephony.v1 import (
     directory_service_pb2_grpc,
 )
 from telephony.v1 import directory_service_pb2 as dr
-from tests.conftest import DEMO_SEED, bearer
+from tests.conftest import bearer, running_core
 
 DEMO = call_service_pb2.ChannelRef(channel_key="demo-channel-key")
 ADMIN = bearer("demo-admin")
@@ -39,21 +38,8 @@ Event = call_service_pb2.CallCardEvent
 @pytest.fixture
 async def core(tmp_path: Path) -> AsyncIterator[Core]:
     """A core that checks its streams' tokens often, so that tests need not wait."""
-    config = CoreConfig(
-        grpc_addr="127.0.0.1:0",
-        seed_path=str(DEMO_SEED),
-        data_dir=str(tmp_path / "data"),
-        public_url="http://vats.test",
-        link_secret="test-link-secret",
-        sweep_interval_seconds=3600,
-    )
-    server = Core(config)
-    server.stream_token_check_seconds = 0.05
-    await server.start()
-    try:
+    async with running_core(tmp_path, stream_token_check_seconds=0.05) as server:
         yield server
-    finally:
-        await server.stop(grace=1)
 
 
 @pytest.fixture
@@ -139,7 +125,7 @@ async def test_an_expired_token_is_refused_with_token_expired(
     await new_ticket(directory, own)
     later(core, timedelta(minutes=30))
     status = await refusal(new_ticket(directory, own))
-    assert (status.code, status.reason) == (grpc.StatusCode.UNAUTHENTICATED, "token-expired")
+    assert (status.code, status.reason) == (grpc.StatusCode.UNAUTHENTICATED, "token_expired")
     # Tokens issued without a lifetime are not touched.
     await new_ticket(directory, bearer("demo-anna"))
 
@@ -178,7 +164,7 @@ async def test_a_ticket_opens_its_employees_cards_once(
     assert (event.type, event.card.call_id) == (Event.TYPE_SHOW, call.call_id)
     stream.cancel()
     status = await stream_refusal(watch_cards(calls, ticket(one)))
-    assert (status.code, status.reason) == (grpc.StatusCode.UNAUTHENTICATED, "ticket-invalid")
+    assert (status.code, status.reason) == (grpc.StatusCode.UNAUTHENTICATED, "ticket_invalid")
 
 
 async def test_a_ticket_has_its_tokens_scope_and_no_more(
@@ -199,7 +185,7 @@ async def test_a_ticket_has_its_tokens_scope_and_no_more(
         metadata=ticket((await new_ticket(directory, anna)).ticket),
     )
     status = await refusal(unary)
-    assert (status.code, status.reason) == (grpc.StatusCode.UNAUTHENTICATED, "ticket-invalid")
+    assert (status.code, status.reason) == (grpc.StatusCode.UNAUTHENTICATED, "ticket_invalid")
     status = await refusal(
         new_ticket(directory, ticket((await new_ticket(directory, anna)).ticket))
     )
@@ -212,11 +198,11 @@ async def test_an_expired_or_made_up_ticket_is_refused(
     directory: directory_service_pb2_grpc.DirectoryServiceStub,
 ) -> None:
     status = await stream_refusal(watch_cards(calls, ticket("made-up-ticket")))
-    assert (status.code, status.reason) == (grpc.StatusCode.UNAUTHENTICATED, "ticket-invalid")
+    assert (status.code, status.reason) == (grpc.StatusCode.UNAUTHENTICATED, "ticket_invalid")
     stale = (await new_ticket(directory, bearer("demo-anna"))).ticket
     later(core, TICKET_TTL)
     status = await stream_refusal(watch_cards(calls, ticket(stale)))
-    assert (status.code, status.reason) == (grpc.StatusCode.UNAUTHENTICATED, "ticket-invalid")
+    assert (status.code, status.reason) == (grpc.StatusCode.UNAUTHENTICATED, "ticket_invalid")
 
 
 async def test_revoking_the_token_ends_the_stream_opened_with_its_ticket(
@@ -243,7 +229,7 @@ async def test_a_ticket_of_a_revoked_token_is_refused(
         dr.RevokeTokenRequest(token_id=issued.token.token_id), metadata=ADMIN
     )
     status = await stream_refusal(watch_cards(calls, ticket(unused)))
-    assert (status.code, status.reason) == (grpc.StatusCode.UNAUTHENTICATED, "ticket-invalid")
+    assert (status.code, status.reason) == (grpc.StatusCode.UNAUTHENTICATED, "ticket_invalid")
 
 
 async def test_a_token_revoked_by_another_core_ends_its_streams(

@@ -111,3 +111,44 @@ def test_short_secret_is_refused() -> None:
 def test_lifetime_must_be_positive() -> None:
     with pytest.raises(ValueError):
         LinkSigner(SECRET, 0)
+
+
+# --- links bound to the token they were handed to ------------------------------------------------
+
+
+def test_a_bound_link_verifies_for_its_token_only(signer: LinkSigner) -> None:
+    expires, signature = signer.sign("rec1", NOW, "tok_anna")
+
+    assert signer.verify("rec1", expires, signature, NOW, "tok_anna")
+    for other in ("tok_boris", "tok_ann", "tok_annaa", ""):
+        assert not signer.verify("rec1", expires, signature, NOW, other)
+
+
+def test_a_link_bound_to_no_token_does_not_verify_for_one(signer: LinkSigner) -> None:
+    # Links made before links were bound stay valid, as links of no token.
+    expires, signature = signer.sign("rec1", NOW)
+
+    assert signer.verify("rec1", expires, signature, NOW)
+    assert not signer.verify("rec1", expires, signature, NOW, "tok_anna")
+
+
+def test_the_token_cannot_trade_digits_with_the_expiry(signer: LinkSigner) -> None:
+    expires, signature = signer.sign("rec1", NOW, "1tok")
+
+    # The expiry and "1tok" run together into the same text as the expiry + "1" and "tok".
+    assert not signer.verify("rec1", int(f"{expires}1"), signature, NOW, "tok")
+
+
+def test_a_bound_link_expires_like_any_other(signer: LinkSigner) -> None:
+    expires, signature = signer.sign("rec1", NOW, "tok_anna")
+
+    assert not signer.verify("rec1", expires, signature, expires, "tok_anna")
+
+
+def test_a_bound_signed_path_names_its_token(signer: LinkSigner) -> None:
+    path, expires = signer.signed_path("rec1", NOW, "tok_anna")
+
+    query = parse_qs(urlsplit(path).query)
+    assert list(query) == ["expires", "token", "signature"]
+    assert query["token"] == ["tok_anna"]
+    assert signer.verify("rec1", expires, query["signature"][0], NOW, "tok_anna")

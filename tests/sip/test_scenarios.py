@@ -22,6 +22,7 @@ import pytest
 from telephony.v1 import call_pb2, call_service_pb2, call_service_pb2_grpc
 from tests.conftest import LiveStack, bearer
 from tests.e2e.sse import SSEvent
+from vocabulary import ACTIVE_STATUSES, STATUS
 
 from .conftest import CUSTOMER, GROUP, RING_TIMEOUT, TimedSSEReader, received_at
 from .phones import Phone, PhoneEvent, wav_info
@@ -29,15 +30,6 @@ from .phones import Phone, PhoneEvent, wav_info
 pytestmark = pytest.mark.sip
 
 State = call_pb2.Call.State
-STATUS = {
-    State.STATE_RINGING: "ringing",
-    State.STATE_IN_PROGRESS: "in-progress",
-    State.STATE_CANCELED: "canceled",
-    State.STATE_MISSED: "missed",
-    State.STATE_FAILED: "failed",
-    State.STATE_ANSWERED: "answered",
-    State.STATE_BUSY: "busy",
-}
 ANNA, BORIS, VERA = 1, 2, 3
 # How long the answered calls talk: long enough to tell a recording's length apart from zero.
 TALK_SECONDS = 2.0
@@ -118,7 +110,7 @@ def history(call: call_pb2.Call) -> list[str]:
     assert call.HasField("answer_time") == answered
     if answered:
         assert call.answer_time.ToDatetime() == times[1]
-    return [STATUS[change.state] for change in call.status_history]
+    return [STATUS.name(change.state) or "" for change in call.status_history]
 
 
 @dataclass
@@ -147,7 +139,7 @@ def nothing_for(readers: dict[int, TimedSSEReader], *employees: int) -> None:
 
 
 def ended(call: call_pb2.Call) -> bool:
-    return call.state not in (State.STATE_RINGING, State.STATE_IN_PROGRESS)
+    return STATUS.name(call.state) not in ACTIVE_STATUSES
 
 
 def test_answered_incoming_call(

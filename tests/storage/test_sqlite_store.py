@@ -8,7 +8,6 @@ import itertools
 import os
 import random
 import re
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -41,6 +40,7 @@ from core.recordings.blobs import FileBlobStore
 from core.storage.port import StorageConflict, UnitOfWork
 from core.storage.sqlite import LATEST_VERSION, SchemaError, SqliteStore, backup_file, schema
 from core.storage.sqlite import repositories as sql
+from tests.storage.query_plans import add_analyzed_copy, assert_indexed, plan
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -340,33 +340,12 @@ def populated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             )
         uow.commit()
     store.close()
-    # The same database with the statistics `PRAGMA optimize` may gather over time.
-    shutil.copy(data / "vats.db", data / "analyzed.db")
-    with sqlite3.connect(data / "analyzed.db") as connection:
-        connection.execute("ANALYZE")
-    connection.close()
+    add_analyzed_copy(data)
     yield data
 
 
-def plan(data: Path, statement: str, params: Any, analyzed: bool) -> list[str]:
-    connection = sqlite3.connect(data / ("analyzed.db" if analyzed else "vats.db"))
-    try:
-        stats = "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'"
-        assert connection.execute(stats).fetchone()[0] == int(analyzed)
-        rows = connection.execute(f"EXPLAIN QUERY PLAN {statement}", params).fetchall()
-        return [row[3] for row in rows]
-    finally:
-        connection.close()
-
-
-def assert_indexed(lines: list[str], index: str, sorted_in_memory: bool = False) -> None:
-    assert any(index in line for line in lines), lines
-    for line in lines:
-        # An ordered walk of an index is fine (the LIMIT stops it); reading a
-        # whole table is not.
-        assert not re.fullmatch(r"SCAN (c|calls|e|events|k|v|recordings)", line), lines
-        if not sorted_in_memory:
-            assert "TEMP B-TREE" not in line, lines
+# The call history's tables and their aliases in the statements.
+TABLES = "c|calls|e|events|k|v|recordings"
 
 
 @pytest.mark.parametrize("analyzed", [False, True], ids=["fresh", "analyzed"])
@@ -375,7 +354,7 @@ def test_history_pages_walk_an_index(populated: Path, name: str, analyzed: bool)
     query, index = PAGE_QUERIES[name]
     for after in (None, PageCursor(T0 + timedelta(minutes=30), 1800)):
         statement, params = sql.page_statement(query, after, 50)
-        assert_indexed(plan(populated, statement, params, analyzed), index)
+        assert_indexed(plan(populated, statement, params, analyzed), index, TABLES)
 
 
 @pytest.mark.parametrize("analyzed", [False, True], ids=["fresh", "analyzed"])
@@ -385,14 +364,14 @@ def test_several_statuses_merge_one_indexed_walk_each(populated: Path, analyzed:
     lines = plan(populated, statement, params, analyzed)
     # Only the (at most 3 x 50) rows the branches yield are sorted.
     assert sum("calls_by_status (status=?" in line for line in lines) == 3, lines
-    assert_indexed(lines, "calls_by_status", sorted_in_memory=True)
+    assert_indexed(lines, "calls_by_status", TABLES, sorted_in_memory=True)
 
 
 @pytest.mark.parametrize("analyzed", [False, True], ids=["fresh", "analyzed"])
 @pytest.mark.parametrize("name", list(LOOKUPS))
 def test_lookups_use_an_index(populated: Path, name: str, analyzed: bool) -> None:
     statement, params, index = LOOKUPS[name]
-    assert_indexed(plan(populated, statement, params, analyzed), index)
+    assert_indexed(plan(populated, statement, params, analyzed), index, TABLES)
 
 
 def test_live_call_queries_repeat_the_partial_index_condition() -> None:

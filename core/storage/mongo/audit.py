@@ -14,8 +14,8 @@ from pymongo.collection import Collection
 
 from core.model import AuditEntry, AuditQuery, StreamTicket
 from core.storage.mongo.documents import Document, utc
-from core.storage.mongo.repositories import Collections, Counters, WriteBuffer
-from core.storage.mongo.writes import Delete, Insert, Undo, VersionConflict
+from core.storage.mongo.repositories import Collections, CountedRepository, Repository
+from core.storage.mongo.writes import Undo, VersionConflict
 
 # The counter entry ids come from.
 ENTRY_COUNTER = "audit_entry"
@@ -71,29 +71,20 @@ class TakeOnce:
         return lambda: self.collection.insert_one(removed)
 
 
-class MongoStreamTicketRepository:
-    def __init__(self, collection: Collection[Document], buffer: WriteBuffer) -> None:
-        self._collection = collection
-        self._buffer = buffer
-
+class MongoStreamTicketRepository(Repository):
     def add(self, ticket: StreamTicket) -> None:
-        self._buffer.add(Insert(self._collection, ticket_document(ticket)))
+        self._insert(ticket_document(ticket))
 
     def take(self, ticket_hash: str) -> StreamTicket | None:
         self._buffer.check_writable()
-        document = self._collection.find_one({"_id": ticket_hash})
+        document = self._find_one({"_id": ticket_hash})
         if document is None:
             return None
         self._buffer.add(TakeOnce(self._collection, ticket_hash))
         return ticket_from_document(document)
 
     def remove_expired(self, now: datetime) -> int:
-        self._buffer.check_writable()
-        where = {"expires_at": {"$lte": now}}
-        found = self._collection.count_documents(where)
-        if found:
-            self._buffer.add(Delete(self._collection, where))
-        return int(found)
+        return self._delete({"expires_at": {"$lte": now}})
 
 
 # --- the audit log ------------------------------------------------------------------------------
@@ -144,20 +135,11 @@ def _filter(query: AuditQuery) -> Document:
     return where
 
 
-class MongoAuditLog:
-    def __init__(
-        self, collection: Collection[Document], buffer: WriteBuffer, counters: Counters
-    ) -> None:
-        self._collection = collection
-        self._buffer = buffer
-        self._counters = counters
-
-    def next_id(self) -> int:
-        self._buffer.check_writable()
-        return self._counters.take(ENTRY_COUNTER)
+class MongoAuditLog(CountedRepository):
+    counter = ENTRY_COUNTER
 
     def add(self, entry: AuditEntry) -> None:
-        self._buffer.add(Insert(self._collection, entry_document(entry)))
+        self._insert(entry_document(entry))
 
     def newest(self, query: AuditQuery, before: int | None, limit: int) -> list[AuditEntry]:
         where = _filter(query)

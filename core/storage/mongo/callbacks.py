@@ -18,8 +18,7 @@ from core.domain import Callback, CallbackState, CallFacts, Direction, Resolutio
 from core.model import CallbackCursor, CallbackQuery
 from core.storage import callback_order
 from core.storage.mongo.documents import Document, utc, utc_or_none
-from core.storage.mongo.repositories import Collections, Counters, WriteBuffer
-from core.storage.mongo.writes import Insert, Replace
+from core.storage.mongo.repositories import Collections, CountedRepository
 
 # The counter callback ids come from.
 CALLBACK_COUNTER = "callback"
@@ -120,34 +119,21 @@ def page_filter(
     }
 
 
-class MongoCallbackRepository:
-    def __init__(
-        self, collection: Collection[Document], buffer: WriteBuffer, counters: Counters
-    ) -> None:
-        self._collection = collection
-        self._buffer = buffer
-        self._counters = counters
-
-    def next_id(self) -> int:
-        self._buffer.check_writable()
-        return self._counters.take(CALLBACK_COUNTER)
+class MongoCallbackRepository(CountedRepository):
+    counter = CALLBACK_COUNTER
 
     def add(self, callback: Callback) -> None:
-        self._buffer.add(Insert(self._collection, callback_document(callback)))
+        self._insert(callback_document(callback))
 
     def save(self, callback: Callback) -> None:
-        read_version = callback.version
-        callback.version = read_version + 1
-        self._buffer.add(
-            Replace(self._collection, callback_document(callback), expected_version=read_version)
-        )
+        self._save_versioned(callback, callback_document)
 
     def get(self, callback_id: int) -> Callback | None:
-        document = self._collection.find_one({"_id": callback_id})
+        document = self._find_one({"_id": callback_id})
         return None if document is None else callback_from_document(document)
 
     def open_for(self, channel_id: int, phone_key: str) -> Callback | None:
-        document = self._collection.find_one(
+        document = self._find_one(
             {"channel_id": channel_id, "phone_key": phone_key, "state": CallbackState.OPEN.value}
         )
         return None if document is None else callback_from_document(document)
@@ -155,9 +141,7 @@ class MongoCallbackRepository:
     def page(
         self, query: CallbackQuery, after: CallbackCursor | None, limit: int
     ) -> list[Callback]:
-        if limit <= 0:
-            return []
-        return callback_order.walk(query, after, limit, lambda *part: self._part(query, *part))
+        return callback_order.walk(query, after, limit, self._part)
 
     def _part(
         self, query: CallbackQuery, state: CallbackState, after: callback_order.After, limit: int

@@ -7,8 +7,9 @@ buffer and applied at its commit. Ids come from counters bumped at once.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from typing import Protocol, TypeVar
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.collection import Collection
@@ -156,7 +157,18 @@ class WriteBuffer:
         self.events = []
 
 
-class _Repository:
+class Versioned(Protocol):
+    """A record saved only over the version it was read at."""
+
+    version: int
+
+
+V = TypeVar("V", bound=Versioned)
+
+
+class Repository:
+    """One collection: reads at once, writes recorded in the unit of work's buffer."""
+
     def __init__(self, collection: Collection[Document], buffer: WriteBuffer) -> None:
         self._collection = collection
         self._buffer = buffer
@@ -170,8 +182,25 @@ class _Repository:
     def _replace(self, document: Document, *, upsert: bool = False) -> None:
         self._buffer.add(Replace(self._collection, document, upsert=upsert))
 
+    def _save_versioned(self, record: V, document: Callable[[V], Document]) -> None:
+        """Replace the record's document with its next version; the commit fails as a
+        conflict when another unit saved it since it was read."""
+        read_version = record.version
+        record.version = read_version + 1
+        self._buffer.add(Replace(self._collection, document(record), expected_version=read_version))
 
-class _CountedRepository(_Repository):
+    def _delete(self, where: Document) -> int:
+        """Record a removal for the commit; returns how many documents it finds now."""
+        self._buffer.check_writable()
+        found = self._collection.count_documents(where)
+        if found:
+            self._buffer.add(Delete(self._collection, where))
+        return int(found)
+
+
+class CountedRepository(Repository):
+    """A collection whose ids come from the counter named `counter`."""
+
     counter: str
 
     def __init__(
@@ -185,18 +214,14 @@ class _CountedRepository(_Repository):
         return self._counters.take(self.counter)
 
 
-class MongoCallRepository(_CountedRepository):
+class MongoCallRepository(CountedRepository):
     counter = "call"
 
     def add(self, call: Call) -> None:
         self._insert(docs.call_document(call))
 
     def save(self, call: Call) -> None:
-        read_version = call.version
-        call.version = read_version + 1
-        self._buffer.add(
-            Replace(self._collection, docs.call_document(call), expected_version=read_version)
-        )
+        self._save_versioned(call, docs.call_document)
 
     def get(self, call_id: int) -> Call | None:
         document = self._find_one({"_id": call_id})
@@ -283,7 +308,7 @@ def _all_of(conditions: list[Document]) -> Document:
     return {"$and": conditions}
 
 
-class MongoTicketRepository(_CountedRepository):
+class MongoTicketRepository(CountedRepository):
     counter = "ticket"
 
     def add(self, ticket: Ticket) -> None:
@@ -297,7 +322,7 @@ class MongoTicketRepository(_CountedRepository):
         return None if document is None else docs.ticket_from_document(document)
 
 
-class MongoContactRepository(_CountedRepository):
+class MongoContactRepository(CountedRepository):
     counter = "contact"
 
     def add(self, contact: Contact) -> None:
@@ -324,10 +349,10 @@ class MongoContactRepository(_CountedRepository):
         return [docs.contact_from_document(d) for d in found]
 
     def remove(self, contact_id: int) -> bool:
-        return _remove(self._collection, self._buffer, {"_id": contact_id}) > 0
+        return self._delete({"_id": contact_id}) > 0
 
 
-class MongoChannelRepository(_CountedRepository):
+class MongoChannelRepository(CountedRepository):
     counter = "channel"
 
     def reserve_ids_through(self, channel_id: int) -> None:
@@ -353,7 +378,7 @@ class MongoChannelRepository(_CountedRepository):
         return [docs.channel_from_document(d) for d in found]
 
 
-class MongoDepartmentRepository(_Repository):
+class MongoDepartmentRepository(Repository):
     def save(self, department: Department) -> None:
         self._replace(docs.department_document(department), upsert=True)
 
@@ -366,7 +391,7 @@ class MongoDepartmentRepository(_Repository):
         return [docs.department_from_document(d) for d in found]
 
 
-class MongoEmployeeRepository(_Repository):
+class MongoEmployeeRepository(Repository):
     def save(self, employee: Employee) -> None:
         self._replace(docs.employee_document(employee), upsert=True)
 
@@ -386,7 +411,7 @@ class MongoEmployeeRepository(_Repository):
         return [docs.employee_from_document(d) for d in found]
 
 
-class MongoGroupRepository(_Repository):
+class MongoGroupRepository(Repository):
     def save(self, group: Group) -> None:
         self._replace(docs.group_document(group), upsert=True)
 
@@ -402,7 +427,7 @@ class MongoGroupRepository(_Repository):
         return [docs.group_from_document(d) for d in found]
 
 
-class MongoTokenRepository(_Repository):
+class MongoTokenRepository(Repository):
     def add(self, token: Token) -> None:
         self._insert(docs.token_document(token))
 
@@ -428,7 +453,7 @@ class MongoTokenRepository(_Repository):
         return {str(d["_id"]): docs.token_from_document(d) for d in found}
 
 
-class MongoIdempotencyRepository(_Repository):
+class MongoIdempotencyRepository(Repository):
     def add(self, record: IdempotencyRecord) -> None:
         self._insert(docs.idempotency_document(record))
 
@@ -440,15 +465,14 @@ class MongoIdempotencyRepository(_Repository):
         self._buffer.add(Delete(self._collection, {"_id": docs.idempotency_id(channel_id, key)}))
 
     def remove_older_than(self, cutoff: datetime) -> int:
-        return _remove(self._collection, self._buffer, {"created_at": {"$lt": cutoff}})
+        return self._delete({"created_at": {"$lt": cutoff}})
 
 
-class MongoEventLog:
+class MongoEventLog(Repository):
     def __init__(
         self, collection: Collection[Document], buffer: WriteBuffer, counters: Counters
     ) -> None:
-        self._collection = collection
-        self._buffer = buffer
+        super().__init__(collection, buffer)
         self._counters = counters
 
     def add(
@@ -471,13 +495,13 @@ class MongoEventLog:
         return [docs.event_from_document(d) for d in found]
 
     def remove_older_than(self, cutoff: datetime) -> int:
-        return _remove(self._collection, self._buffer, {"at": {"$lt": cutoff}})
+        return self._delete({"at": {"$lt": cutoff}})
 
     def remove_through(self, seq: int) -> int:
-        return _remove(self._collection, self._buffer, {"_id": {"$lte": seq}})
+        return self._delete({"_id": {"$lte": seq}})
 
 
-class MongoRecordingRepository(_Repository):
+class MongoRecordingRepository(Repository):
     def add(self, recording: Recording) -> None:
         self._insert(docs.recording_document(recording))
 
@@ -495,7 +519,7 @@ class MongoRecordingRepository(_Repository):
         return [docs.recording_from_document(d) for d in found]
 
     def remove(self, recording_id: str) -> bool:
-        return _remove(self._collection, self._buffer, {"_id": recording_id}) > 0
+        return self._delete({"_id": recording_id}) > 0
 
     def unattached_before(self, cutoff: datetime) -> list[str]:
         found = self._collection.find(
@@ -506,12 +530,3 @@ class MongoRecordingRepository(_Repository):
     def ids(self) -> Iterator[str]:
         for document in self._collection.find({}, {"_id": 1}):
             yield str(document["_id"])
-
-
-def _remove(collection: Collection[Document], buffer: WriteBuffer, where: Document) -> int:
-    """Record a removal for the commit; returns how many documents it finds now."""
-    buffer.check_writable()
-    found = collection.count_documents(where)
-    if found:
-        buffer.add(Delete(collection, where))
-    return int(found)

@@ -225,9 +225,7 @@ class SqliteCallbackRepository:
     def page(
         self, query: CallbackQuery, after: CallbackCursor | None, limit: int
     ) -> list[Callback]:
-        if limit <= 0:
-            return []
-        return callback_order.walk(query, after, limit, lambda *part: self._part(query, *part))
+        return callback_order.walk(query, after, limit, self._part)
 
     def _part(
         self, query: CallbackQuery, state: CallbackState, after: callback_order.After, limit: int

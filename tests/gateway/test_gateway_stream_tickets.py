@@ -86,11 +86,11 @@ async def test_an_unknown_token_gets_no_ticket(gateway: ASGIConductor) -> None:
 async def test_an_expired_token_is_401_token_expired(
     gateway: ASGIConductor, fake_core: EdgeCore
 ) -> None:
-    said = "the token expired at 2026-01-01T00:00:00+00:00; ask for a new one"
-    fake_core.directory.failure = Failure(grpc.StatusCode.UNAUTHENTICATED, "token-expired", said)
+    said = "the token expired at 2026-01-01T00:00:00.000Z; ask for a new one"
+    fake_core.directory.failure = Failure(grpc.StatusCode.UNAUTHENTICATED, "token_expired", said)
     result = await gateway.simulate_post(TICKETS, headers=TOKEN)
     assert result.status_code == 401
-    assert result.json == {"error": {"code": "token-expired", "message": said}}
+    assert result.json == {"error": {"code": "token_expired", "message": said}}
 
 
 # Opening a stream with one.
@@ -108,7 +108,7 @@ async def test_a_stream_opens_with_a_ticket(gateway: ASGIConductor, fake_core: E
 async def test_a_refused_ticket_is_401_ticket_invalid(gateway: ASGIConductor) -> None:
     result = await gateway.simulate_get(CARDS, params={"ticket": "spent"})
     assert result.status_code == 401
-    assert result.json["error"]["code"] == "ticket-invalid"
+    assert result.json["error"]["code"] == "ticket_invalid"
 
 
 async def test_the_header_decides_over_a_ticket(
