@@ -154,6 +154,11 @@ def _notes(section: Section) -> None:
         "the poster's own round trip; connect is the time to open every subscriber's stream."
     )
     section.notes.append(
+        "The directory holds one telephony employee per subscriber of the largest level "
+        "(bench seed), every level runs against it: what core does per request in proportion "
+        "to the directory shows in every level's POST and first delivery."
+    )
+    section.notes.append(
         "Fan-out: core encodes each card event once for all the WatchCallCards streams it goes "
         "to (they send the encoded bytes as they are), and wakes only the streams of the "
         "employees it concerns. Each gateway holds one card feed from core (WatchCardFeed) and "

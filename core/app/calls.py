@@ -147,7 +147,7 @@ class CallCommands:
             channel_id=channel_id,
             command=command,
             audience=audience,
-            telephony_ids=set(uow.employees.with_telephony()),
+            telephony_ids=_with_telephony(uow, audience.user_id),
             now=now,
         )
         call.phone_e164 = domain.normalize_phone(call.phone, self.region)
@@ -224,7 +224,7 @@ class CallCommands:
             status=command.status,
             user_id=bind_to,
             pbx_user_id=command.pbx_user_id,
-            telephony_ids=set(uow.employees.with_telephony()),
+            telephony_ids=_with_telephony(uow, call.user_id if bind_to is None else bind_to),
             now=self.clock(),
         )
         uow.calls.save(call)
@@ -294,6 +294,15 @@ def _audience(uow: UnitOfWork, channel: Channel, command: CreateCall) -> domain.
         employees = uow.employees.with_telephony()
         audience = domain.resolve_audience(command, employees, group_members, channel.pbx_users)
     return audience
+
+
+def _with_telephony(uow: UnitOfWork, employee_id: int | None) -> set[int]:
+    """Of the employee a call is bound to (the only one whose telephony flag decides who
+    sees the card), the id when it has telephony: one keyed read, not the directory."""
+    if employee_id is None:
+        return set()
+    found = uow.employees.get_many([employee_id]).get(employee_id)
+    return {employee_id} if found is not None and found.telephony else set()
 
 
 def _fingerprint(action: str, command: CreateCall | UpdateCall) -> str:
