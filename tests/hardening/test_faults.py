@@ -205,7 +205,7 @@ class StreamWatch:
             self.code = error.code()
 
 
-def test_core_sigterm_finishes_in_flight_work_ends_streams_and_loses_no_event(
+def test_core_sigterm_finishes_in_flight_work_ends_its_streams_and_loses_no_event(
     tmp_path: Path,
 ) -> None:
     env = {
@@ -235,17 +235,24 @@ def test_core_sigterm_finishes_in_flight_work_ends_streams_and_loses_no_event(
         second = reply.json()["data"]
         code, seconds = exit_within(stack.core, 15)
         assert code == 0 and seconds < 10
-        # Streams were ended with a status, not cut off: gRPC says OK, SSE ends its body.
+        # Core's own stream was ended with a status, not cut off: gRPC says OK. The SSE
+        # stream stays open: the gateway's card feed reconnects when core is back.
         watch.thread.join(5)
         assert watch.code == grpc.StatusCode.OK
-        anna._thread.join(5)
-        assert not anna._thread.is_alive()
+        assert anna._thread.is_alive()
         last_id = max([int(shown.id or 0)] + [int(e.id or 0) for e in list(anna.events.queue)])
         seen = {shown.json["call_id"]} | {e.json.get("call_id") for e in list(anna.events.queue)}
-        anna.close()
         # Core comes back on the same data; the gateway was not restarted.
         stack.start_core()
         wait_until(lambda: healthy(stack), 10, "the gateway did not reconnect to core")
+        # The stream that stayed open gets the card of the call finished in flight, no reset.
+        wait_until(
+            lambda: second["call_id"] in {e.json.get("call_id") for e in list(anna.events.queue)},
+            10,
+            "the open SSE stream missed the call finished while core stopped",
+        )
+        assert all(e.event != "reset" for e in list(anna.events.queue))
+        anna.close()
         stored = Core(stack).get_call(second["call_id"])
         assert [c.text for c in stored.ticket.comments] == ["in flight"]
         assert stored.ticket.ticket_id == second["ticket_id"]
@@ -284,9 +291,12 @@ def test_slow_storage_bounds_replies_keeps_the_gateway_responsive_and_sheds_late
         "VATS_CORE_TIMEOUT": str(timeout),
     }
     with started(tmp_path, env) as stack, httpx.Client(timeout=15) as http:
+        # The gateway opens its card feed from core at start: that is one slow storage job
+        # of its own on the one worker. Let it pass so that the next request is alone.
+        http.post(stack.calls_url, json=call_body(phone="+74950000099"))
         # One request alone is slow but in time.
         alone, seconds = timed(http.post, stack.calls_url, json=call_body(phone="+74950000100"))
-        assert alone.status_code == 200 and seconds >= delay
+        assert alone.status_code == 200 and seconds >= delay, alone.text
         phones = [f"+749500001{i:02d}" for i in range(1, 7)]
         with concurrent.futures.ThreadPoolExecutor(len(phones) + 1) as pool:
             stuck = [
