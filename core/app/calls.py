@@ -62,7 +62,7 @@ class CallCommands:
         reply = self._idempotent(
             ref,
             idempotency_key,
-            _fingerprint("create_call", command),
+            lambda: _fingerprint("create_call", command),
             lambda uow, channel: self._create(uow, channel, command),
             command.recording_id,
         )
@@ -74,7 +74,7 @@ class CallCommands:
         reply = self._idempotent(
             ref,
             idempotency_key,
-            _fingerprint("update_call", command),
+            lambda: _fingerprint("update_call", command),
             lambda uow, channel: Reply(self._update(uow, channel, command)),
             command.recording_id,
         )
@@ -86,7 +86,7 @@ class CallCommands:
         self,
         ref: ChannelRef,
         key: str,
-        fingerprint: str,
+        fingerprint_of: Callable[[], str],
         run: Callable[[UnitOfWork, Channel], Reply],
         recording_id: str | None,
     ) -> Reply:
@@ -97,6 +97,8 @@ class CallCommands:
         if len(key) > MAX_IDEMPOTENCY_KEY:
             raise InvalidRequest.of({"Idempotency-Key": "longer than 255 characters"})
         now = self.clock()
+        # Only a request with a key is compared with an earlier one.
+        fingerprint = fingerprint_of() if key else ""
 
         def work(uow: UnitOfWork) -> tuple[Reply, bool]:
             channel = resolve_channel(uow, ref)
@@ -219,7 +221,7 @@ class CallCommands:
         call = _find_call(uow, channel.channel_id, command)
         call.check_status(command.status)
         recording = _claim(uow, command.recording_id, channel.channel_id)
-        before = units.view_of(uow, copy.deepcopy(call), channel)
+        before = units.view_of(uow, _copy_call(call), channel)
         call.apply(
             status=command.status,
             user_id=bind_to,
@@ -229,7 +231,7 @@ class CallCommands:
         )
         uow.calls.save(call)
         follow_call(uow, call, before.call.status, before.call.answered_at)
-        ticket = copy.deepcopy(before.ticket)
+        ticket = dataclasses.replace(before.ticket, comments=list(before.ticket.comments))
         if bind_to is not None:
             ticket.executor_id = bind_to
         if command.comment:
@@ -256,6 +258,14 @@ class CallCommands:
             at=call.updated_at,
         )
         return view
+
+
+def _copy_call(call: Call) -> Call:
+    """A copy that `call.apply` leaves as it is: it replaces fields and appends to the
+    history, and changes nothing the two share (status changes are never altered)."""
+    copied = copy.copy(call)
+    copied.history = list(call.history)
+    return copied
 
 
 def _find_call(uow: UnitOfWork, channel_id: int, command: UpdateCall) -> Call:
