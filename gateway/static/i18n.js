@@ -196,7 +196,7 @@
       'status.canceled': 'Отменён',
       'status.missed': 'Пропущен',
       'status.failed': 'Сбой',
-      'status.answered': 'Завершён',
+      'status.answered': 'Отвечен',
       'status.busy': 'Занято',
       'direction.incoming': 'Входящий',
       'direction.outgoing': 'Исходящий',

@@ -265,7 +265,7 @@ async def test_a_russian_browser_gets_russian_words_plurals_and_24_hour_times(
 
         await page.get_by_test_id("tab-recent").click()
         today = page.locator('#recent-list [data-call-id="2"]')
-        await expect(today.get_by_test_id("recent-status")).to_have_text("Завершён")
+        await expect(today.get_by_test_id("recent-status")).to_have_text("Отвечен")
         await expect(today.get_by_test_id("recent-direction")).to_have_text("Входящий")
         await expect(today.get_by_test_id("recent-started")).to_have_text("15:07")
         before = page.locator('#recent-list [data-call-id="1"]')
