@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
@@ -489,6 +490,9 @@ class ExpiryPolicy:
 # --- how people read a phone ------------------------------------------------------
 
 
+# One call's number is formatted for its reply, its card and every list it appears in:
+# a pure function of its arguments, parsed once rather than once per message.
+@functools.lru_cache(maxsize=4096)
 def phone_display(phone: str, e164: str) -> str:
     """A phone as people read it: the international format of a number valid in the default
     region (whose E.164 form `normalize_phone` found), else the phone as the PBX sent it.
