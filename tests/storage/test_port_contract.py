@@ -36,6 +36,7 @@ from core.model import (
     utc_now,
 )
 from core.storage.port import StorageConflict, Store, UnitOfWork
+from tests.storage.storage_marks import ON_ATOMIC_BACKENDS
 
 if TYPE_CHECKING:
     from tests.storage.conftest import Backend
@@ -1285,6 +1286,7 @@ def test_the_event_sink_gets_committed_events_in_seq_order(seeded: Store) -> Non
     assert sink.seqs == [1, 2, 3]
 
 
+@ON_ATOMIC_BACKENDS
 def test_events_committed_from_many_threads_reach_the_sink_in_seq_order(seeded: Store) -> None:
     call = add_call(seeded)
     sink = CollectingSink()
@@ -1395,6 +1397,7 @@ def test_unattached_recordings_are_found_by_age_and_removed(seeded: Store) -> No
 # --- concurrency ---------------------------------------------------------------------------------
 
 
+@ON_ATOMIC_BACKENDS
 def test_units_committed_from_many_threads_all_apply_with_unique_ids(seeded: Store) -> None:
     def work(thread: int) -> list[Call]:
         calls = []
@@ -1419,6 +1422,7 @@ def test_units_committed_from_many_threads_all_apply_with_unique_ids(seeded: Sto
     assert tickets == [make_ticket(c) for c in calls]
 
 
+@ON_ATOMIC_BACKENDS
 def test_concurrent_saves_of_one_call_lose_no_change(seeded: Store) -> None:
     call = add_call(seeded)
 
