@@ -81,9 +81,12 @@ class Session:
         if not self.open:
             raise RuntimeError("the unit of work is closed")
         if not self.connection.in_transaction:
-            # Reads share one snapshot until the unit ends; a writer takes the
-            # write lock at once so that its reads are the latest state.
-            self.connection.execute("BEGIN IMMEDIATE" if self.writable else "BEGIN")
+            if self.writable:
+                # The store opened the writer's transaction for this unit; SQLite ends it
+                # on an error it cannot undo in part, and the unit must not go on without.
+                raise sqlite3.OperationalError("the database rolled the transaction back")
+            # Reads share one snapshot until the unit ends.
+            self.connection.execute("BEGIN")
 
     def _check_writable(self) -> None:
         if not self.writable:

@@ -5,10 +5,19 @@ One connection writes, guarded by a lock held for a whole writing unit of work,
 so that writes (and event seqs) follow one another and the event sink sees
 events in seq order. Reading units take a pooled connection of their own and
 read one snapshot beside the writer.
+
+Group commit: each writing unit runs in a savepoint of the writer's transaction.
+A unit that commits while other units wait for the writer leaves the transaction
+open for them and waits; the last unit in line COMMITs for all of them at once
+(one sync of the log instead of one each) and publishes their events in seq
+order. No unit's commit() returns before its changes are on disk; when that
+COMMIT fails, every unit in it fails, and none of their events is published.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import os
 import sqlite3
@@ -70,6 +79,8 @@ BUSY_TIMEOUT_SECONDS = 5.0
 JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 # How long close() waits for a writing unit of work still running.
 CLOSE_WAIT_SECONDS = 10.0
+# At most this many units share one COMMIT (core's storage threads bound it lower).
+MAX_GROUP = 64
 
 
 def _connect(path: Path | str, *, uri: bool = False) -> sqlite3.Connection:
@@ -84,6 +95,42 @@ def _connect(path: Path | str, *, uri: bool = False) -> sqlite3.Connection:
     )
     connection.execute("PRAGMA foreign_keys = ON")
     return connection
+
+
+@dataclasses.dataclass(frozen=True)
+class CommitStats:
+    commits: int
+    units: int
+
+
+def _rolled_back() -> sqlite3.OperationalError:
+    # SQLite rolls a whole transaction back on some errors (a full disk, an I/O error).
+    return sqlite3.OperationalError("the database rolled the transaction back")
+
+
+class _Group:
+    """Units of work that share one COMMIT: their events, and their wait for it."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.events: list[PublishedEvent] = []
+        self._done = threading.Event()
+        self._error: BaseException | None = None
+
+    def add(self, events: list[PublishedEvent]) -> None:
+        self.size += 1
+        self.events.extend(events)
+
+    def finish(self, error: BaseException | None) -> None:
+        self._error = error
+        self._done.set()
+
+    def wait(self) -> None:
+        """Return once the group's COMMIT is on disk; raise what made it fail."""
+        self._done.wait()
+        if self._error is not None:
+            # Each unit raises its own copy: they are raised in several threads at once.
+            raise copy.copy(self._error) from self._error
 
 
 class SqliteUnitOfWork:
@@ -115,6 +162,12 @@ class SqliteUnitOfWork:
             raise RuntimeError("a unit of work is entered once")
         store = self._store
         connection = store._start_writing() if self._writable else store._take_reader()
+        if self._writable:
+            try:
+                store._open_savepoint()
+            except BaseException:
+                store._end_turn()
+                raise
         session = Session(connection, self._writable)
         self._session = session
         self.calls = SqliteCallRepository(session)
@@ -141,16 +194,20 @@ class SqliteUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         session = self._entered()
-        session.open = False
-        session.events.clear()
-        try:
-            if session.connection.in_transaction:
-                session.connection.execute("ROLLBACK")
-        finally:
-            if self._writable:
-                self._store._stop_writing()
-            else:
+        if not self._writable:
+            session.open = False
+            try:
+                if session.connection.in_transaction:
+                    session.connection.execute("ROLLBACK")
+            finally:
                 self._store._return_reader(session.connection)
+            return
+        if session.open:
+            # Left without a commit: nothing of this unit stays, the others' work does.
+            session.open = False
+            session.events.clear()
+            self._store._undo_savepoint()
+            self._store._end_turn()
 
     def commit(self) -> None:
         session = self._entered()
@@ -158,24 +215,18 @@ class SqliteUnitOfWork:
             raise RuntimeError("a reading unit of work cannot commit; use store.unit_of_work()")
         if not session.open:
             raise RuntimeError("the unit of work is closed")
-        connection = session.connection
-        if session.conflict is not None:
-            session.events.clear()
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise StorageConflict(str(session.conflict))
-        if not connection.in_transaction:
-            return
-        try:
-            connection.execute("COMMIT")
-        except BaseException:
-            session.events.clear()
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
+        store = self._store
+        session.open = False
         events, session.events = session.events, []
-        # Still under the write lock: the next writer's events cannot overtake these.
-        self._store._publish(events)
+        if session.conflict is not None:
+            store._undo_savepoint()
+            store._end_turn()
+            raise StorageConflict(str(session.conflict))
+        try:
+            group = store._keep_savepoint(events)
+        finally:
+            store._end_turn()
+        group.wait()
 
     def _entered(self) -> Session:
         if self._session is None:
@@ -194,6 +245,13 @@ class SqliteStore:
         self.blobs = blobs
         self._write_lock = threading.Lock()
         self._writing_thread: int | None = None
+        # Threads waiting for the write lock: while there are some, a committing unit
+        # leaves the transaction open for them (group commit).
+        self._waiting_lock = threading.Lock()
+        self._waiting = 0
+        # The units whose savepoints were kept in the open transaction, to COMMIT together.
+        self._group: _Group | None = None
+        self._commits = CommitStats(0, 0)
         self._writer: sqlite3.Connection | None = None
         self._pool_lock = threading.Lock()
         self._idle_readers: list[sqlite3.Connection] = []
@@ -211,6 +269,7 @@ class SqliteStore:
         with self._write_lock:
             self._closed = False
             if self._writer is not None:
+                self._finish_transaction()
                 schema.migrate(self._writer)
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -241,8 +300,11 @@ class SqliteStore:
             readers, self._readers, self._idle_readers = self._readers, [], []
         for reader in readers:
             reader.close()
-        acquired = self._write_lock.acquire(timeout=CLOSE_WAIT_SECONDS)
+        acquired = self._take_turn(timeout=CLOSE_WAIT_SECONDS)
         try:
+            if acquired and self._writer is not None:
+                # Units left a group open for a writer still waiting: theirs is committed.
+                self._finish_transaction()
             writer, self._writer = self._writer, None
             if writer is not None:
                 if not acquired:
@@ -265,16 +327,123 @@ class SqliteStore:
         return SqliteUnitOfWork(self, writable=False)
 
     def _start_writing(self) -> sqlite3.Connection:
+        """Take the writer's turn: the write lock, and with it the writing connection."""
         me = threading.get_ident()
         if self._writing_thread == me:
             # The lock is not reentrant: waiting here would wait for ourselves.
             raise RuntimeError("this thread already has a unit of work that writes open")
-        self._write_lock.acquire()
+        self._take_turn()
         if self._writer is None or self._closed:
             self._write_lock.release()
             raise RuntimeError(f"the store {self.path} is not open; call prepare() first")
         self._writing_thread = me
         return self._writer
+
+    def _take_turn(self, timeout: float = -1) -> bool:
+        """Wait for the write lock, counted among the waiting writers meanwhile."""
+        with self._waiting_lock:
+            self._waiting += 1
+        try:
+            return self._write_lock.acquire(timeout=timeout)
+        finally:
+            with self._waiting_lock:
+                self._waiting -= 1
+
+    def commit_stats(self) -> CommitStats:
+        """How many COMMITs the store made, and how many units of work they stored."""
+        return self._commits
+
+    def writers_waiting(self) -> int:
+        """Threads waiting for the writer: their units will join the open transaction."""
+        with self._waiting_lock:
+            return self._waiting
+
+    def _open_savepoint(self) -> None:
+        writer = self._connection()
+        if not writer.in_transaction:
+            # Take SQLite's write lock at once, so that the unit's reads are the latest state.
+            writer.execute("BEGIN IMMEDIATE")
+        writer.execute("SAVEPOINT unit")
+
+    def _keep_savepoint(self, events: list[PublishedEvent]) -> _Group:
+        """Fold the unit's savepoint into the open transaction; its group will COMMIT it."""
+        writer = self._connection()
+        try:
+            writer.execute("RELEASE unit")
+        except BaseException as error:
+            self._lose_transaction(error)
+            raise
+        if not writer.in_transaction:
+            lost = _rolled_back()
+            self._lose_transaction(lost)
+            raise lost
+        group = self._group = self._group or _Group()
+        group.add(events)
+        return group
+
+    def _undo_savepoint(self) -> None:
+        """Undo what the unit did; the units before it in the transaction keep theirs."""
+        writer = self._connection()
+        try:
+            if writer.in_transaction:
+                writer.execute("ROLLBACK TO unit")
+                writer.execute("RELEASE unit")
+        except BaseException as error:
+            self._lose_transaction(error)
+        if not writer.in_transaction and self._group is not None:
+            self._lose_transaction(_rolled_back())
+
+    def _lose_transaction(self, error: BaseException) -> None:
+        """Roll the whole transaction back: every unit kept in it fails with `error`."""
+        group, self._group = self._group, None
+        try:
+            writer = self._connection()
+            if writer.in_transaction:
+                writer.execute("ROLLBACK")
+        finally:
+            if group is not None:
+                group.finish(error)
+
+    def _end_turn(self) -> None:
+        """Hand the open transaction to the next waiting unit, or end it: COMMIT the group
+        (publishing its events, then waking its units) or roll back an empty transaction.
+        Errors of the COMMIT go to the group's units, not to the caller."""
+        try:
+            group = self._group
+            with self._waiting_lock:
+                waiting = self._waiting
+            if group is not None and waiting and group.size < MAX_GROUP:
+                return
+            self._finish_transaction()
+        finally:
+            self._stop_writing()
+
+    def _finish_transaction(self) -> None:
+        writer = self._connection()
+        group, self._group = self._group, None
+        if group is None:
+            if writer.in_transaction:
+                writer.execute("ROLLBACK")
+            return
+        try:
+            writer.execute("COMMIT")
+        except BaseException as error:
+            try:
+                if writer.in_transaction:
+                    writer.execute("ROLLBACK")
+            finally:
+                group.finish(error)
+            return
+        self._commits = CommitStats(self._commits.commits + 1, self._commits.units + group.size)
+        # Still under the write lock: the next group's events cannot overtake these.
+        self._publish(group.events)
+        group.finish(None)
+
+    def _connection(self) -> sqlite3.Connection:
+        writer = self._writer
+        if writer is None:
+            raise RuntimeError(f"the store {self.path} is not open; call prepare() first")
+        return writer
 
     def _stop_writing(self) -> None:
         self._writing_thread = None
