@@ -6,12 +6,13 @@ so that writes (and event seqs) follow one another and the event sink sees
 events in seq order. Reading units take a pooled connection of their own and
 read one snapshot beside the writer.
 
-Group commit: each writing unit runs in a savepoint of the writer's transaction.
-A unit that commits while other units wait for the writer leaves the transaction
-open for them and waits; the last unit in line COMMITs for all of them at once
-(one sync of the log instead of one each) and publishes their events in seq
-order. No unit's commit() returns before its changes are on disk; when that
-COMMIT fails, every unit in it fails, and none of their events is published.
+Group commit: a writing unit begins the writer's transaction, or, when units before
+it left one open, runs in a savepoint of it. A unit that commits while other units
+wait for the writer leaves the transaction open for them and waits; the last unit in
+line COMMITs for all of them at once (one sync of the log instead of one each) and
+publishes their events in seq order. No unit's commit() returns before its changes
+are on disk; when that COMMIT fails, every unit in it fails, and none of their
+events is published.
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ class SqliteUnitOfWork:
         connection = store._start_writing() if self._writable else store._take_reader()
         if self._writable:
             try:
-                store._open_savepoint()
+                store._begin_unit()
             except BaseException:
                 store._end_turn()
                 raise
@@ -206,7 +207,7 @@ class SqliteUnitOfWork:
             # Left without a commit: nothing of this unit stays, the others' work does.
             session.open = False
             session.events.clear()
-            self._store._undo_savepoint()
+            self._store._undo_unit()
             self._store._end_turn()
 
     def commit(self) -> None:
@@ -219,11 +220,11 @@ class SqliteUnitOfWork:
         session.open = False
         events, session.events = session.events, []
         if session.conflict is not None:
-            store._undo_savepoint()
+            store._undo_unit()
             store._end_turn()
             raise StorageConflict(str(session.conflict))
         try:
-            group = store._keep_savepoint(events)
+            group = store._keep_unit(events)
         finally:
             store._end_turn()
         group.wait()
@@ -251,6 +252,8 @@ class SqliteStore:
         self._waiting = 0
         # The units whose savepoints were kept in the open transaction, to COMMIT together.
         self._group: _Group | None = None
+        # Whether the unit whose turn it is runs in a savepoint (it joined a transaction).
+        self._in_savepoint = False
         self._commits = CommitStats(0, 0)
         self._writer: sqlite3.Connection | None = None
         self._pool_lock = threading.Lock()
@@ -283,6 +286,8 @@ class SqliteStore:
                 # FULL syncs the log at every commit: a change is on disk before
                 # its caller hears that it is stored.
                 writer.execute("PRAGMA synchronous = FULL")
+                # Savepoints keep the pages they change in a sub-journal: in memory, not a file.
+                writer.execute("PRAGMA temp_store = MEMORY")
                 # A burst of writes may grow the log; once checkpointed it shrinks back to this.
                 writer.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT_BYTES}")
                 version = schema.migrate(writer)
@@ -358,21 +363,23 @@ class SqliteStore:
         with self._waiting_lock:
             return self._waiting
 
-    def _open_savepoint(self) -> None:
+    def _begin_unit(self) -> None:
+        """Open a unit's part of the writer's transaction: the transaction itself when none
+        is open (taking SQLite's write lock at once, so that the unit reads the latest
+        state), else a savepoint in it, so that the unit can be undone alone."""
         writer = self._connection()
-        if not writer.in_transaction:
-            # Take SQLite's write lock at once, so that the unit's reads are the latest state.
-            writer.execute("BEGIN IMMEDIATE")
-        writer.execute("SAVEPOINT unit")
+        self._in_savepoint = writer.in_transaction
+        writer.execute("SAVEPOINT unit" if self._in_savepoint else "BEGIN IMMEDIATE")
 
-    def _keep_savepoint(self, events: list[PublishedEvent]) -> _Group:
-        """Fold the unit's savepoint into the open transaction; its group will COMMIT it."""
+    def _keep_unit(self, events: list[PublishedEvent]) -> _Group:
+        """Keep the unit's changes in the open transaction; its group will COMMIT them."""
         writer = self._connection()
-        try:
-            writer.execute("RELEASE unit")
-        except BaseException as error:
-            self._lose_transaction(error)
-            raise
+        if self._in_savepoint:
+            try:
+                writer.execute("RELEASE unit")
+            except BaseException as error:
+                self._lose_transaction(error)
+                raise
         if not writer.in_transaction:
             lost = _rolled_back()
             self._lose_transaction(lost)
@@ -381,13 +388,17 @@ class SqliteStore:
         group.add(events)
         return group
 
-    def _undo_savepoint(self) -> None:
+    def _undo_unit(self) -> None:
         """Undo what the unit did; the units before it in the transaction keep theirs."""
         writer = self._connection()
         try:
             if writer.in_transaction:
-                writer.execute("ROLLBACK TO unit")
-                writer.execute("RELEASE unit")
+                if self._in_savepoint:
+                    writer.execute("ROLLBACK TO unit")
+                    writer.execute("RELEASE unit")
+                else:
+                    # The unit began the transaction: nothing else is in it.
+                    writer.execute("ROLLBACK")
         except BaseException as error:
             self._lose_transaction(error)
         if not writer.in_transaction and self._group is not None:
