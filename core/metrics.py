@@ -14,8 +14,8 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -30,11 +30,16 @@ from prometheus_client import (
     ProcessCollector,
     start_http_server,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from core.domain import Status
 from core.logs import REQUEST_ID
 from core.model import PublishedEvent
 from core.storage.port import EventSink, Store
+
+if TYPE_CHECKING:
+    from core.storage.sqlite.store import CommitStats
 
 log = logging.getLogger("vats.core.rpc")
 
@@ -127,6 +132,10 @@ class CoreMetrics:
         """An event sink that counts what it publishes (and keeps `live` current)."""
         return _CountingSink(self.events_published, inner, live)
 
+    def follow_commits(self, stats: Callable[[], CommitStats]) -> None:
+        """The SQLite store's group commits, read from `stats` at each scrape."""
+        self.registry.register(_CommitCollector(stats))
+
     def serve(self, addr: str) -> MetricsServer:
         """Starts the /metrics HTTP endpoint on `addr`, a host:port the settings checked
         (port 0 picks one)."""
@@ -146,6 +155,24 @@ class MetricsServer:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class _CommitCollector(Collector):
+    def __init__(self, stats: Callable[[], CommitStats]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        yield CounterMetricFamily(
+            "vats_core_sqlite_commits",
+            "Transactions the SQLite store committed (each one sync of its log).",
+            value=stats.commits,
+        )
+        yield CounterMetricFamily(
+            "vats_core_sqlite_units_committed",
+            "Units of work those transactions stored: more than one each under group commit.",
+            value=stats.units,
+        )
 
 
 class LiveCalls:

@@ -31,6 +31,7 @@ from core.recordings import FileBlobStore, LinkSigner
 from core.recordings.library import RecordingLibrary
 from core.rpc.card_streams import add_call_service
 from core.storage.port import Store
+from core.storage.sqlite import DATABASE_FILE, SqliteStore
 from telephony.v1 import (
     call_service_pb2,
     channel_service_pb2,
@@ -81,8 +82,6 @@ def open_store(config: CoreConfig) -> Store:
         from core.storage.mongo import MongoStore
 
         return MongoStore.connect(config.mongodb_uri, config.mongodb_db)
-    from core.storage.sqlite import DATABASE_FILE, SqliteStore
-
     data_dir = Path(config.data_dir)
     files = FileBlobStore(data_dir)
     files.discard_incomplete()
@@ -167,6 +166,8 @@ class Core:
         await self.runner.run(self.prepare)
         self.hub = EventHub(asyncio.get_running_loop())
         self.app.tokens.on_revoked = self.hub.revoke
+        if isinstance(self.store, SqliteStore):
+            self.metrics.follow_commits(self.store.commit_stats)
         if self.store.single_writer or self.config.event_source == "inprocess":
             # Every change passes through this core: the call gauges follow its events.
             live = LiveCalls()

@@ -108,6 +108,25 @@ async def test_rpc_counters_and_latency_move_by_method_and_code(
     assert moved("vats_core_rpc_duration_seconds_sum", service=CALLS, method="CreateCall") > 0
 
 
+async def test_sqlite_commit_counters_count_transactions_and_the_units_in_them(
+    core: Core, calls: call_service_pb2_grpc.CallServiceStub
+) -> None:
+    before = await metrics(core)
+    # Concurrent requests may share a commit; each is one unit of work.
+    await asyncio.gather(*(create_call(calls) for _ in range(20)))
+    after = await metrics(core)
+
+    def moved(name: str) -> float:
+        return value(after, name) - value(before, name)
+
+    units, commits = (
+        moved("vats_core_sqlite_units_committed_total"),
+        moved("vats_core_sqlite_commits_total"),
+    )
+    assert units == 20
+    assert 1 <= commits <= units
+
+
 async def test_call_gauges_follow_active_calls_and_shown_cards(
     core: Core, calls: call_service_pb2_grpc.CallServiceStub
 ) -> None:
