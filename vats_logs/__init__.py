@@ -31,7 +31,17 @@ _SECRETS = (
 )
 
 
+# Whatever any pattern above would change contains one of these (in lower case): most
+# lines (every RPC's and request's) contain none. Matched against the lowered text,
+# without (?i), it is one quick scan; the patterns cost about 20 us a line.
+_MAY_HOLD_SECRETS = re.compile(
+    r"token=|signature=|secret=|password=|key=|bearer\s|/api/v2/telephony/calls/|mongodb"
+)
+
+
 def redact(text: str) -> str:
+    if not _MAY_HOLD_SECRETS.search(text.lower()):
+        return text
     for pattern, replacement in _SECRETS:
         text = pattern.sub(replacement, text)
     return text

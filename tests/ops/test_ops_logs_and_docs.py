@@ -50,6 +50,8 @@ def test_secrets_in_messages_are_scrubbed(logs: ModuleType) -> None:
         "auth header was Bearer svc-secret, retry",
         "connect to mongodb://vats:db-secret@db1:27017/?replicaSet=rs0 failed",
         "token=tok-secret and key=other-secret",
+        # In any case: the quick check before the patterns must not let these through.
+        "PASSWORD=pw-secret; Access_Token=at-secret; BEARER up-secret",
     ]
     for message in messages:
         line = formatter.format(record(message))
@@ -62,6 +64,9 @@ def test_secrets_in_messages_are_scrubbed(logs: ModuleType) -> None:
             "db-secret",
             "tok-secret",
             "other-secret",
+            "pw-secret",
+            "at-secret",
+            "up-secret",
         ):
             assert secret not in line
     kept = formatter.format(record("expired the cards of 3 stale calls; last_event_id=4"))
