@@ -25,7 +25,7 @@ from core.app.seed import apply_seed, load_seed
 from core.board_stream import BoardFeed
 from core.config import CoreConfig
 from core.events import EventHub, EventStreams
-from core.metrics import CoreMetrics, LiveCalls, MetricsServer, RpcInterceptor
+from core.metrics import CoreMetrics, InstrumentedServer, LiveCalls, MetricsServer
 from core.model import utc_now
 from core.recordings import FileBlobStore, LinkSigner
 from core.recordings.library import RecordingLibrary
@@ -190,8 +190,7 @@ class Core:
         board_feed = BoardFeed(self.app.board, self.hub, self.runner)
         # A marked callback changes the board's figures without a call event.
         self.app.callbacks.on_marked = board_feed.changed
-        server = grpc.aio.server(
-            interceptors=[RpcInterceptor(self.metrics)],
+        plain = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", 8 * 1024 * 1024),
                 # Calls arriving faster than the loop takes them up (thousands of card
@@ -202,6 +201,8 @@ class Core:
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ],
         )
+        # Every RPC counted, timed and logged (see InstrumentedServer).
+        server = InstrumentedServer(plain, self.metrics)
         # Its card streams send messages encoded once for all their subscribers.
         add_call_service(
             rpc.CallServicer(
