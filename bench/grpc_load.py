@@ -104,15 +104,16 @@ async def calls(args: argparse.Namespace) -> dict[str, Any]:
         )
 
     try:
+        warmed = 0
         if args.warmup > 0:
-            await run_phase(create, args.concurrency, args.warmup)
+            warmed = (await run_phase(create, args.concurrency, args.warmup))["n"]
         first_measured = len(created)
         create_result = await run_phase(create, args.concurrency, args.duration)
         # Update the calls of the measured phase first, newest last.
         created[:] = created[first_measured:] + created[:first_measured]
         update_result = await run_phase(update, args.concurrency, args.duration)
         update_result["repeated"] = max(0, next(position) - len(created))
-        return {"create": create_result, "update": update_result}
+        return {"create": create_result, "update": update_result, "warmup_n": warmed}
     finally:
         await callers.close()
 

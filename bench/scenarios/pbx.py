@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.context import Context, Section, Verdict, ceiling_servers, fmt, ratio
+from bench.cpu import CpuMeter
 from bench.procs import CHANNEL_KEY, run_load, running_stack
 from bench.profile import Recorder
 from bench.wrk import run_wrk
@@ -26,8 +27,11 @@ def at_rest(ctx: Context, base_url: str, name: str) -> dict[str, Any]:
     return run_load("bench.rest_load", args, ctx.folder("pbx"), name, timeout=300)
 
 
-def measure(ctx: Context, base_url: str, name: str, folder: Path) -> dict[str, dict[str, Any]]:
-    """A warm-up, then a create window and an update window over the calls it created."""
+def measure(
+    ctx: Context, base_url: str, name: str, folder: Path, pids: dict[str, int]
+) -> dict[str, Any]:
+    """A warm-up, then a create window and an update window over the calls it created, with
+    the CPU time the servers in `pids` spent per request of those windows."""
     assert ctx.wrk is not None
     s = ctx.settings
     url = base_url + CALLS_PATH
@@ -35,9 +39,12 @@ def measure(ctx: Context, base_url: str, name: str, folder: Path) -> dict[str, d
     prefix = f"{name}{time.time_ns()}"
     common: dict[str, Any] = {"counts_file": counts, "connections": s.connections}
     run_wrk(ctx.wrk, url, mode="create", prefix=prefix + "w", duration=s.warmup_seconds, **common)
+    meter = CpuMeter(pids).start()
     create = run_wrk(ctx.wrk, url, mode="create", prefix=prefix, duration=s.http_seconds, **common)
     update = run_wrk(ctx.wrk, url, mode="update", prefix=prefix, duration=s.http_seconds, **common)
-    return {"create": create, "update": update}
+    meter.stop()
+    cpu = meter.per_request_ms(create["n"] + update["n"])
+    return {"create": create, "update": update, "cpu": cpu}
 
 
 def profile(ctx: Context, base_url: str, pids: dict[str, int], folder: Path) -> list[Any]:
@@ -72,20 +79,24 @@ def run(ctx: Context) -> Section:
     rest: dict[str, dict[str, Any]] = {}
     with running_stack(folder / "stack") as stack:
         rest["full"] = at_rest(ctx, stack.http_url, "rest-full")
-        results["full"] = measure(ctx, stack.http_url, "full", folder)
+        assert stack.gateway is not None and stack.core is not None
+        servers = {"gateway": stack.gateway.pid, "core": stack.core.pid}
+        results["full"] = measure(ctx, stack.http_url, "full", folder, servers)
         if ctx.settings.profile:
-            assert stack.gateway is not None and stack.core is not None
             pids = {"core (full path)": stack.core.pid, "gateway (full path)": stack.gateway.pid}
             section.profiles = profile(ctx, stack.http_url, pids, folder)
     with ceiling_servers(folder) as ceilings:
         rest["relay"] = at_rest(ctx, ceilings.relay_url, "rest-relay")
-        results["bare"] = measure(ctx, ceilings.bare_url, "bare", folder)
-        results["relay"] = measure(ctx, ceilings.relay_url, "relay", folder)
+        p = ceilings.pids
+        results["bare"] = measure(ctx, ceilings.bare_url, "bare", folder, {"bare": p["bare"]})
+        relay_pids = {"relay app": p["relay"], "echo": p["echo"]}
+        results["relay"] = measure(ctx, ceilings.relay_url, "relay", folder, relay_pids)
         # The real gateway in front of the echo server: the gateway's own share.
         with running_stack(folder / "gateway-echo", core_target=ceilings.echo_target) as alone:
-            results["gateway"] = measure(ctx, alone.http_url, "gateway", folder)
+            assert alone.gateway is not None
+            gateway_pids = {"gateway": alone.gateway.pid, "echo": p["echo"]}
+            results["gateway"] = measure(ctx, alone.http_url, "gateway", folder, gateway_pids)
             if ctx.settings.profile:
-                assert alone.gateway is not None
                 pids = {"gateway (in front of the echo server)": alone.gateway.pid}
                 section.profiles += profile(ctx, alone.http_url, pids, folder)
 
@@ -131,6 +142,7 @@ def run(ctx: Context) -> Section:
                 "went round again (answered -> answered, allowed and applied in full)."
             )
     _rest_rows(section, rest)
+    _cpu_verdicts(section, results)
     s = ctx.settings
     gateway_share = ratio(results["gateway"]["create"]["rps"], results["relay"]["create"]["rps"])
     section.verdicts.append(
@@ -148,6 +160,47 @@ def run(ctx: Context) -> Section:
         "update_call moves one of those calls to answered by pbx_call_id."
     )
     return section
+
+
+def _cpu_verdicts(section: Section, results: dict[str, dict[str, Any]]) -> None:
+    """What a request costs each server in CPU, and what that bounds: core is one Python
+    process, and its threads share one interpreter lock, so it spends at most one CPU
+    second a second however many cores the machine has."""
+    cost = {name: results[name]["cpu"] for name in ("full", "relay", "gateway")}
+    if not all(cost.values()):
+        return
+    total = {name: sum(per.values()) for name, per in cost.items()}
+
+    def parts(name: str) -> str:
+        return " + ".join(f"{server} {fmt(ms, 2)}" for server, ms in cost[name].items())
+
+    for name, label in (("full", "full path"), ("relay", "(b)"), ("gateway", "(c)")):
+        section.verdicts.append(
+            Verdict(
+                f"CPU ms per create/update request, {label}: {parts(name)}",
+                fmt(total[name], 2),
+                "(reported)",
+                None,
+            )
+        )
+    relay = results["relay"]
+    relay_rps = (relay["create"]["rps"] + relay["update"]["rps"]) / 2
+    core_bound = ratio(1000 / cost["full"]["core"], relay_rps)
+    section.verdicts.append(
+        Verdict(
+            "req/s core could serve on one whole CPU (1000 / its CPU ms), over (b)'s req/s",
+            fmt(core_bound, 2),
+            "(reported)",
+            None,
+        )
+    )
+    section.notes.append(
+        "CPU ms per request: user + system CPU time of each server process (/proc/<pid>/stat, "
+        "all its threads) over the create and update windows, divided by the requests they "
+        "answered. Core's threads share one interpreter lock, so core spends at most about "
+        "one CPU second a second: 1000 / its CPU ms per request bounds its req/s on any "
+        "number of cores."
+    )
 
 
 def _rest_rows(section: Section, rest: dict[str, dict[str, Any]]) -> None:

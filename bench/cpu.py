@@ -1,0 +1,42 @@
+"""CPU time of processes (user + system, all threads), read from /proc/<pid>/stat: what one
+request costs each process, beside its ceiling's, whatever the machine's load."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process has used so far (0.0 once it is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    # The fields after the command name, which is in parentheses and may hold spaces.
+    fields = text.rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+class CpuMeter:
+    """CPU seconds each named process used between start() and stop()."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self._start: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+
+    def start(self) -> CpuMeter:
+        self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        return self
+
+    def stop(self) -> dict[str, float]:
+        self.used = {name: cpu_seconds(pid) - self._start[name] for name, pid in self.pids.items()}
+        return self.used
+
+    def per_request_ms(self, requests: int) -> dict[str, float]:
+        if not requests:
+            return {}
+        return {name: 1000 * used / requests for name, used in self.used.items()}
