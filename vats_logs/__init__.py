@@ -70,6 +70,10 @@ class JsonFormatter(logging.Formatter):
 
 def setup(level: str = "INFO") -> None:
     """Route every logger of the process to stderr as JSON lines."""
+    # The lines carry none of these: a record need not look them up (a system call each).
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
