@@ -207,8 +207,10 @@ class SqliteUnitOfWork:
             # Left without a commit: nothing of this unit stays, the others' work does.
             session.open = False
             session.events.clear()
-            self._store._undo_unit()
-            self._store._end_turn()
+            try:
+                self._store._undo_unit()
+            finally:
+                self._store._end_turn()
 
     def commit(self) -> None:
         session = self._entered()
@@ -220,8 +222,10 @@ class SqliteUnitOfWork:
         session.open = False
         events, session.events = session.events, []
         if session.conflict is not None:
-            store._undo_unit()
-            store._end_turn()
+            try:
+                store._undo_unit()
+            finally:
+                store._end_turn()
             raise StorageConflict(str(session.conflict))
         try:
             group = store._keep_unit(events)
@@ -430,8 +434,13 @@ class SqliteStore:
             self._stop_writing()
 
     def _finish_transaction(self) -> None:
-        writer = self._connection()
         group, self._group = self._group, None
+        writer = self._writer
+        if writer is None:
+            # Closed under a unit that outlasted close()'s wait: nothing can commit now.
+            if group is not None:
+                group.finish(RuntimeError(f"the store {self.path} was closed before the commit"))
+            return
         if group is None:
             if writer.in_transaction:
                 writer.execute("ROLLBACK")
