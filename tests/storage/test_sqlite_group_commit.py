@@ -17,11 +17,13 @@ from typing import Any
 
 import pytest
 
-from core.domain import CardChange, CardEvent, Direction, Status, StatusChange
-from core.model import Call, CallQuery, CallView, Department, PublishedEvent, Ticket, utc_now
+from core.domain import CardChange, CardEvent
+from core.model import Call, CallQuery, Department, PublishedEvent, utc_now
 from core.recordings.blobs import FileBlobStore
 from core.storage.port import StorageConflict, UnitOfWork
 from core.storage.sqlite import SqliteStore
+from tests.storage.sqlite_records import add_call as stored_call
+from tests.storage.sqlite_records import view_of
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_SECONDS = 10.0
@@ -46,26 +48,9 @@ class Sink:
 
 
 def add_call(uow: UnitOfWork, pbx_call_id: str) -> Call:
-    now = utc_now()
-    call = Call(
-        call_id=uow.calls.next_id(),
-        channel_id=1,
-        direction=Direction.INCOMING,
-        phone="8 495 123-45-67",
-        status=Status.RINGING,
-        created_at=now,
-        updated_at=now,
-        history=[StatusChange(Status.RINGING, now)],
-        phone_e164="+74951234567",
-        phone_key="+74951234567",
-        pbx_call_id=pbx_call_id,
-        ticket_id=uow.tickets.next_id(),
-    )
-    uow.calls.add(call)
-    ticket = Ticket(call.ticket_id, call.call_id, call.channel_id, 1, now)
-    uow.tickets.add(ticket)
-    view = CallView(call, ticket, None, "", "")
-    uow.events.add("created", view, [CardEvent(1, CardChange.SHOW)], now)
+    """A call with its ticket and its created event."""
+    call = stored_call(uow, pbx_call_id=pbx_call_id, created_at=utc_now())
+    uow.events.add("created", view_of(call), [CardEvent(1, CardChange.SHOW)], utc_now())
     return call
 
 
@@ -255,6 +240,8 @@ from pathlib import Path
 from core.model import Department
 from core.recordings.blobs import FileBlobStore
 from core.storage.sqlite import SqliteStore
+from tests.storage.sqlite_records import add_call as stored_call
+from tests.storage.sqlite_records import view_of
 
 data = Path(sys.argv[1])
 store = SqliteStore(data / "vats.db", FileBlobStore(data))

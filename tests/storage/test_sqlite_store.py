@@ -3,7 +3,6 @@ migrations, the query plans of the hot paths, online backups and the single writ
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import os
 import random
@@ -20,27 +19,26 @@ from typing import Any
 
 import pytest
 
-from core.domain import ACTIVE_STATUSES, CardChange, CardEvent, Direction, Status, StatusChange
+from core.domain import ACTIVE_STATUSES, CardChange, CardEvent, Direction, Status
 from core.model import (
     EVENT_TTL,
     IDEMPOTENCY_TTL,
     Call,
     CallQuery,
-    CallView,
     Comment,
     Department,
     IdempotencyRecord,
     PageCursor,
     PublishedEvent,
     Reply,
-    Ticket,
     utc_now,
 )
 from core.recordings.blobs import FileBlobStore
-from core.storage.port import StorageConflict, UnitOfWork
+from core.storage.port import StorageConflict
 from core.storage.sqlite import LATEST_VERSION, SchemaError, SqliteStore, backup_file, schema
 from core.storage.sqlite import repositories as sql
 from tests.storage.query_plans import add_analyzed_copy, assert_indexed, plan
+from tests.storage.sqlite_records import T0, add_call, view_of
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -60,34 +58,6 @@ def open_store(path: Path, blobs_dir: Path) -> SqliteStore:
     opened = SqliteStore(path, FileBlobStore(blobs_dir))
     opened.prepare()
     return opened
-
-
-T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
-
-
-def add_call(uow: UnitOfWork, *, created_at: datetime = T0, **fields: Any) -> Call:
-    """A call with its ticket, as create_call stores them."""
-    call = Call(
-        call_id=uow.calls.next_id(),
-        channel_id=1,
-        direction=Direction.INCOMING,
-        phone="8 495 123-45-67",
-        status=Status.RINGING,
-        created_at=created_at,
-        updated_at=created_at,
-        history=[StatusChange(Status.RINGING, created_at)],
-        phone_e164="+74951234567",
-        phone_key="+74951234567",
-    )
-    call = dataclasses.replace(call, **fields)
-    call.ticket_id = uow.tickets.next_id()
-    uow.calls.add(call)
-    uow.tickets.add(Ticket(call.ticket_id, call.call_id, call.channel_id, 1, created_at))
-    return call
-
-
-def view_of(call: Call) -> CallView:
-    return CallView(call, Ticket(call.ticket_id, call.call_id, 1, 1, call.created_at), None, "", "")
 
 
 # --- durability and settings ---------------------------------------------------------------------
