@@ -302,8 +302,8 @@ _HANDLER_KINDS: tuple[tuple[str, Callable[..., grpc.RpcMethodHandler], bool], ..
 class InstrumentedServer(grpc.aio.Server):
     """A grpc.aio server whose RPCs are counted, timed and logged with the caller's
     x-request-id (never other metadata). Each method handler is wrapped once, as it is
-    registered: an interceptor would run a coroutine and make a new handler for every
-    call, about a fifth of what a small RPC costs core."""
+    registered: a server interceptor runs a coroutine and makes a new handler for every
+    call (GetCall under load: about a tenth more requests a second without it)."""
 
     def __init__(self, server: grpc.aio.Server, metrics: CoreMetrics) -> None:
         self._server = server
