@@ -20,7 +20,7 @@ import pytest
 
 from telephony.v1 import directory_service_pb2 as dr
 from telephony.v1 import directory_service_pb2_grpc
-from tests.conftest import ROOT, LiveStack, bearer, free_port
+from tests.conftest import ROOT, LiveStack, bearer, free_port, running_stack
 from tests.e2e.sse import SSEReader
 
 pytestmark = pytest.mark.e2e
@@ -30,13 +30,8 @@ ADMIN = bearer("demo-admin")
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[LiveStack]:
-    stack = LiveStack(tmp_path)
-    try:
-        stack.start_core()
-        stack.start_gateway()
+    with running_stack(tmp_path) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture

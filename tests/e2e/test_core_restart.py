@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from telephony.v1 import call_service_pb2, call_service_pb2_grpc
-from tests.conftest import LiveStack, bearer
+from tests.conftest import LiveStack, bearer, running_stack
 from tests.e2e.sse import SSEReader
 
 pytestmark = pytest.mark.e2e
@@ -22,13 +22,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[LiveStack]:
-    stack = LiveStack(tmp_path)
-    try:
-        stack.start_core()
-        stack.start_gateway()
+    with running_stack(tmp_path) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def post(stack: LiveStack, body: dict[str, Any]) -> httpx.Response:

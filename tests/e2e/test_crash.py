@@ -19,7 +19,7 @@ import pytest
 
 import vocabulary
 from telephony.v1 import call_pb2, call_service_pb2, call_service_pb2_grpc
-from tests.conftest import LiveStack, bearer
+from tests.conftest import LiveStack, bearer, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -264,13 +264,8 @@ def check_stored(stack: LiveStack, planned: list[PlannedCall], marker: int) -> i
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[LiveStack]:
-    stack = LiveStack(tmp_path)
-    try:
-        stack.start_core()
-        stack.start_gateway()
+    with running_stack(tmp_path) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.mark.timeout(110)

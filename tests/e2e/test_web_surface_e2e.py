@@ -255,31 +255,6 @@ def test_a_callback_marked_over_http_is_one_entry_naming_the_employee(
     assert entry["address"].startswith("127.0.0.1 via ipv4:127.0.0.1:")
 
 
-def test_a_recording_downloaded_with_a_token_is_one_entry_naming_the_employee(
-    live_stack: LiveStack, directory: directory_service_pb2_grpc.DirectoryServiceStub
-) -> None:
-    token_id, secret = issue_anna_token(directory)
-    created = post_call(
-        live_stack,
-        [
-            ("action", (None, "create_call")),
-            ("direction", (None, "incoming")),
-            ("phone", (None, "+74957100004")),
-            ("user_ids[]", (None, str(ANNA))),
-            ("call_status", (None, "answered")),
-            ("audio_record", ("call.wav", pcm_wav(0.5, 8000), "audio/wav")),
-        ],
-    )
-    recording_id = urlsplit(created["audio_record"]).path.rsplit("/", 1)[-1]
-    downloaded = httpx.get(
-        f"{live_stack.http_url}{API}/records/{recording_id}", headers=auth(secret), timeout=10
-    )
-    assert downloaded.status_code == 200
-    [entry] = audit_entries(live_stack, "recording.downloaded", recording_id)
-    assert entry["actor"] == {"token_id": token_id, "role": "employee", "employee_id": ANNA}
-    assert entry["details"]["call_id"] == str(created["call_id"])
-
-
 def _recorded_call_of_anna(stack: LiveStack, phone: str) -> tuple[int, str]:
     """A call shown to Anna with a recording: (call id, recording id)."""
     created = post_call(
@@ -294,6 +269,20 @@ def _recorded_call_of_anna(stack: LiveStack, phone: str) -> tuple[int, str]:
         ],
     )
     return created["call_id"], urlsplit(created["audio_record"]).path.rsplit("/", 1)[-1]
+
+
+def test_a_recording_downloaded_with_a_token_is_one_entry_naming_the_employee(
+    live_stack: LiveStack, directory: directory_service_pb2_grpc.DirectoryServiceStub
+) -> None:
+    token_id, secret = issue_anna_token(directory)
+    call_id, recording_id = _recorded_call_of_anna(live_stack, "+74957100004")
+    downloaded = httpx.get(
+        f"{live_stack.http_url}{API}/records/{recording_id}", headers=auth(secret), timeout=10
+    )
+    assert downloaded.status_code == 200
+    [entry] = audit_entries(live_stack, "recording.downloaded", recording_id)
+    assert entry["actor"] == {"token_id": token_id, "role": "employee", "employee_id": ANNA}
+    assert entry["details"]["call_id"] == str(call_id)
 
 
 def _history_link(stack: LiveStack, secret: str, call_id: int) -> str:

@@ -18,7 +18,6 @@ import grpc
 import pytest
 from falcon.asgi import SSEvent
 
-from core.config import CoreConfig
 from core.model import utc_now
 from core.server import Core
 from gateway import feed
@@ -28,7 +27,7 @@ from gateway.feed import CardRouter, CardStream
 from telephony.v1 import call_pb2, call_service_pb2_grpc, directory_service_pb2_grpc
 from telephony.v1 import call_service_pb2 as pb
 from telephony.v1 import directory_service_pb2 as dr
-from tests.conftest import DEMO_SEED, bearer
+from tests.conftest import bearer, running_core
 
 DEMO = pb.ChannelRef(channel_key="demo-channel-key")
 ADMIN = bearer("demo-admin")
@@ -41,21 +40,8 @@ Message = tuple[str, int, dict[str, Any]]
 @pytest.fixture
 async def core(tmp_path: Path) -> AsyncIterator[Core]:
     """A core that checks its streams' tokens often, so that tests need not wait."""
-    config = CoreConfig(
-        grpc_addr="127.0.0.1:0",
-        seed_path=str(DEMO_SEED),
-        data_dir=str(tmp_path / "data"),
-        public_url="http://vats.test",
-        link_secret="test-link-secret",
-        sweep_interval_seconds=3600,
-    )
-    server = Core(config)
-    server.stream_token_check_seconds = 0.05
-    await server.start()
-    try:
+    async with running_core(tmp_path, stream_token_check_seconds=0.05) as server:
         yield server
-    finally:
-        await server.stop(grace=1)
 
 
 @pytest.fixture
