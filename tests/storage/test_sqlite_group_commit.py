@@ -4,11 +4,7 @@ each unit still stands or falls alone, and none returns before its changes are o
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,10 +18,10 @@ from core.model import Call, CallQuery, Department, PublishedEvent, utc_now
 from core.recordings.blobs import FileBlobStore
 from core.storage.port import StorageConflict, UnitOfWork
 from core.storage.sqlite import SqliteStore
+from tests.storage.killed_writer import killed_after
 from tests.storage.sqlite_records import add_call as stored_call
 from tests.storage.sqlite_records import view_of
 
-ROOT = Path(__file__).resolve().parents[2]
 WAIT_SECONDS = 10.0
 
 
@@ -267,24 +263,12 @@ time.sleep(60)
 def test_grouped_commits_survive_sigkill_right_after_they_return(tmp_path: Path) -> None:
     committed: list[int] = []
     grouped = False
-    with subprocess.Popen(
-        [sys.executable, "-c", COMMIT_FROM_THREADS_THEN_WAIT, str(tmp_path)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as child:
-        try:
-            assert child.stdout is not None
-            while len(committed) < 200:
-                word, department_id, commits, units = child.stdout.readline().split()
-                assert word == "committed"
-                committed.append(int(department_id))
-                grouped = grouped or int(units) > int(commits)
-            os.kill(child.pid, signal.SIGKILL)
-        finally:
-            child.kill()
-    assert child.returncode == -signal.SIGKILL
+    with killed_after(COMMIT_FROM_THREADS_THEN_WAIT, tmp_path) as printed:
+        while len(committed) < 200:
+            word, department_id, commits, units = printed.readline().split()
+            assert word == "committed"
+            committed.append(int(department_id))
+            grouped = grouped or int(units) > int(commits)
     reopened = SqliteStore(tmp_path / "vats.db", FileBlobStore(tmp_path))
     reopened.prepare()
     try:

@@ -7,7 +7,6 @@ import itertools
 import os
 import random
 import re
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from core.recordings.blobs import FileBlobStore
 from core.storage.port import StorageConflict
 from core.storage.sqlite import LATEST_VERSION, SchemaError, SqliteStore, backup_file, schema
 from core.storage.sqlite import repositories as sql
+from tests.storage.killed_writer import killed_after
 from tests.storage.query_plans import add_analyzed_copy, assert_indexed, plan
 from tests.storage.sqlite_records import T0, add_call, view_of
 
@@ -95,21 +95,9 @@ time.sleep(60)
 
 
 def test_a_commit_survives_sigkill_right_after_it_returns(tmp_path: Path) -> None:
-    with subprocess.Popen(
-        [sys.executable, "-c", COMMIT_THEN_WAIT, str(tmp_path)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as child:
-        try:
-            assert child.stdout is not None
-            line = child.stdout.readline().split()
-            assert line[:1] == ["committed"]
-            os.kill(child.pid, signal.SIGKILL)
-        finally:
-            child.kill()
-    assert child.returncode == -signal.SIGKILL
+    with killed_after(COMMIT_THEN_WAIT, tmp_path) as printed:
+        line = printed.readline().split()
+        assert line[:1] == ["committed"]
     # The change is in the log, not yet checkpointed into the database file:
     # reopening has to recover it from there.
     assert (tmp_path / "vats.db-wal").stat().st_size > 0
