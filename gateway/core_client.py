@@ -12,16 +12,18 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import falcon.asgi
 import grpc
 import grpc.aio
+from google.rpc import status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import vats_rpc
-from gateway import errors
+from gateway import errors, metrics
+from gateway.batcher import Batcher
 from gateway.config import Config
 from gateway.convert import channel_ref
 from telephony.v1 import (
@@ -75,6 +77,9 @@ class CoreClient:
         self._calls: call_service_pb2_grpc.CallServiceStub | None = None
         self._health: health_pb2_grpc.HealthStub | None = None
         self._directory: directory_service_pb2_grpc.DirectoryServiceStub | None = None
+        self.batcher = Batcher(
+            self._submit_calls, config.core_timeout, observe=metrics.CALL_BATCH.observe
+        )
         # What core last said of the service token: when it took it, or why it refused it.
         self._token_accepted_at: float | None = None
         self._token_refusal: str | None = None
@@ -99,6 +104,7 @@ class CoreClient:
             self._directory = directory_service_pb2_grpc.DirectoryServiceStub(self._channel)
 
     async def close(self) -> None:
+        await self.batcher.close()
         channel, self._channel, self._calls, self._health = self._channel, None, None, None
         self._directory = None
         if channel is not None:
@@ -128,12 +134,37 @@ class CoreClient:
     async def create_call(
         self, request: call_service_pb2.CreateCallRequest, request_id: str
     ) -> call_pb2.Call:
-        return (await self._as_service(self.calls.CreateCall, request, request_id)).call
+        command = call_service_pb2.CallCommand(create=request, request_id=request_id)
+        return (await self._command(command)).created.call
 
     async def update_call(
         self, request: call_service_pb2.UpdateCallRequest, request_id: str
     ) -> call_pb2.Call:
-        return (await self._as_service(self.calls.UpdateCall, request, request_id)).call
+        command = call_service_pb2.CallCommand(update=request, request_id=request_id)
+        return (await self._command(command)).updated.call
+
+    async def _command(self, command: call_service_pb2.CallCommand) -> call_service_pb2.CallOutcome:
+        """A PBX command, sent to core in the next batch (gateway.batcher)."""
+        try:
+            outcome = await self.batcher.submit(command)
+        except grpc.aio.AioRpcError as error:
+            raise self._error(error, service_auth=True) from error
+        self._token_accepted()
+        if outcome.WhichOneof("outcome") == "error":
+            status = errors.CoreStatus.of_status(status_pb2.Status.FromString(outcome.error))
+            raise errors.from_core(status, service_auth=True, retry_after=self._config.retry_after)
+        return outcome
+
+    async def _submit_calls(
+        self, commands: Sequence[call_service_pb2.CallCommand], seconds: float
+    ) -> call_service_pb2.SubmitCallsResponse:
+        # The batch goes with the first command's request id; core logs each command's.
+        request = call_service_pb2.SubmitCallsRequest(commands=commands)
+        metadata = vats_rpc.token_metadata(self._config.service_token, commands[0].request_id)
+        response: call_service_pb2.SubmitCallsResponse = await self.calls.SubmitCalls(
+            request, metadata=metadata, timeout=seconds
+        )
+        return response
 
     async def upload_record(
         self, channel_key: str, file_name: str, chunks: AsyncIterator[bytes], request_id: str

@@ -12,6 +12,7 @@ from typing import Any
 import falcon
 import falcon.asgi
 import grpc
+from google.rpc import status_pb2
 
 from vats_rpc import RpcStatus
 
@@ -129,7 +130,15 @@ class CoreStatus:
 
     @classmethod
     def of(cls, error: grpc.RpcError) -> CoreStatus:
-        said = RpcStatus.of(error)
+        return cls._of(RpcStatus.of(error))
+
+    @classmethod
+    def of_status(cls, status: status_pb2.Status) -> CoreStatus:
+        """What core said of a command of a batch it refused."""
+        return cls._of(RpcStatus.of_status(status))
+
+    @classmethod
+    def _of(cls, said: RpcStatus) -> CoreStatus:
         fields = dict(said.violations) or None
         return cls(said.code, said.message, said.reason, fields, said.retry_after)
 

@@ -50,6 +50,12 @@ RATE_LIMITED = Counter(
     "PBX requests refused by the per-channel rate limit (429).",
     registry=REGISTRY,
 )
+CALL_BATCH = Histogram(
+    "vats_gateway_call_batch_commands",
+    "PBX requests sent to core together, per SubmitCalls.",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+    registry=REGISTRY,
+)
 CARD_STREAMS = Gauge(
     "vats_gateway_card_streams",
     "Card streams (SSE) open now.",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from google.rpc import error_details_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 Metadata = tuple[tuple[str, str], ...]
@@ -55,18 +55,27 @@ class RpcStatus:
     def of(cls, error: grpc.RpcError) -> RpcStatus:
         code = error.code() if callable(getattr(error, "code", None)) else None
         details = error.details() if callable(getattr(error, "details", None)) else None
+        try:
+            status = rpc_status.from_call(error)
+        except (ValueError, TypeError, AttributeError):
+            status = None
         return cls(
             code=code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN,
             message=details or "",
-            **_rich_details(error),
+            **_rich_details(status),
         )
 
+    @classmethod
+    def of_status(cls, status: status_pb2.Status) -> RpcStatus:
+        """What a google.rpc.Status says (as core reports a command of a batch it refused)."""
+        try:
+            code = grpc.StatusCode[code_pb2.Code.Name(status.code)]
+        except (KeyError, ValueError):
+            code = grpc.StatusCode.UNKNOWN
+        return cls(code=code, message=status.message, **_rich_details(status))
 
-def _rich_details(error: grpc.RpcError) -> dict[str, Any]:
-    try:
-        status = rpc_status.from_call(error)
-    except (ValueError, TypeError, AttributeError):
-        status = None
+
+def _rich_details(status: status_pb2.Status | None) -> dict[str, Any]:
     found: dict[str, Any] = {}
     violations: list[tuple[str, str]] = []
     for detail in status.details if status is not None else ():

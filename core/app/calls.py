@@ -8,9 +8,9 @@ import copy
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from core import domain
 from core.app import units
@@ -18,7 +18,7 @@ from core.app.admin import ChannelRef, resolve_channel
 from core.app.callbacks import follow_call
 from core.app.cardlog import record_event
 from core.domain import Call, CreateCall, UpdateCall
-from core.errors import IdempotencyConflict, InvalidRequest, NotFound
+from core.errors import DomainError, IdempotencyConflict, InvalidRequest, NotFound
 from core.model import (
     IDEMPOTENCY_TTL,
     CallView,
@@ -34,6 +34,8 @@ from core.model import (
 from core.storage.port import Store, UnitOfWork
 
 MAX_IDEMPOTENCY_KEY = 255
+
+T = TypeVar("T")
 
 
 class RecordingDiscard(Protocol):
@@ -79,6 +81,19 @@ class CallCommands:
             command.recording_id,
         )
         return reply.view
+
+    def in_batch(self, commands: Sequence[Callable[[], T]]) -> list[T | DomainError]:
+        """Run commands one after another with their commits shared (`Store.batch`): each
+        command's result, or the domain error that refused it alone. Returns once every
+        command applied is on disk; raises, reporting none, when storing them failed."""
+        results: list[T | DomainError] = []
+        with self.store.batch():
+            for command in commands:
+                try:
+                    results.append(command())
+                except DomainError as error:
+                    results.append(error)
+        return results
 
     # --- idempotency ------------------------------------------------------------------
 

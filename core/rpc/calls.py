@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
@@ -29,11 +31,13 @@ from core.rpc.handler import (
     checked,
     watch,
 )
-from core.rpc.status import abort
+from core.rpc.status import abort, status_message
 from telephony.v1 import call_pb2, call_service_pb2_grpc
 from telephony.v1 import call_service_pb2 as pb
 
 T = TypeVar("T")
+
+log = logging.getLogger("vats.core.rpc")
 
 _CALL_TYPES = {
     "created": pb.CallEvent.TYPE_CREATED,
@@ -41,6 +45,19 @@ _CALL_TYPES = {
     "expired": pb.CallEvent.TYPE_UPDATED,
     "reset": pb.CallEvent.TYPE_RESET,
 }
+
+
+def _outcome(result: pb.CallOutcome | errors.DomainError) -> pb.CallOutcome:
+    if isinstance(result, errors.DomainError):
+        return pb.CallOutcome(error=status_message(result).SerializeToString())
+    return result
+
+
+def _outcome_name(result: pb.CallOutcome | errors.DomainError) -> str:
+    """How a command ended, for the log: created, updated, or why it was refused."""
+    if isinstance(result, errors.DomainError):
+        return result.reason
+    return str(result.WhichOneof("outcome"))
 
 
 def _metadata(first: pb.UploadRecordRequest | None) -> pb.UploadRecordRequest.Metadata:
@@ -74,31 +91,65 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
         """A call as handed to `principal`, its recordings' links bound to its token."""
         return encode.call_message(view, self.h.links_for(principal))
 
+    def _create(self, request: pb.CreateCallRequest, principal: Principal) -> pb.CreateCallResponse:
+        view, created = self.app.calls.create_call(
+            decode.channel_ref(request.channel),
+            decode.create_command(request),
+            request.idempotency_key,
+        )
+        return pb.CreateCallResponse(call=self._call(view, principal), created=created)
+
+    def _update(self, request: pb.UpdateCallRequest, principal: Principal) -> pb.UpdateCallResponse:
+        view = self.app.calls.update_call(
+            decode.channel_ref(request.channel),
+            decode.update_command(request),
+            request.idempotency_key,
+        )
+        return pb.UpdateCallResponse(call=self._call(view, principal))
+
+    def _command(self, command: pb.CallCommand, principal: Principal) -> pb.CallOutcome:
+        which = command.WhichOneof("command")
+        if which == "create":
+            return pb.CallOutcome(created=self._create(command.create, principal))
+        if which == "update":
+            return pb.CallOutcome(updated=self._update(command.update, principal))
+        raise errors.InvalidRequest.of({"command": "create or update is required"})
+
     async def CreateCall(
         self, request: pb.CreateCallRequest, context: Context
     ) -> pb.CreateCallResponse:
-        def work(principal: Principal) -> pb.CreateCallResponse:
-            view, created = self.app.calls.create_call(
-                decode.channel_ref(request.channel),
-                decode.create_command(request),
-                request.idempotency_key,
-            )
-            return pb.CreateCallResponse(call=self._call(view, principal), created=created)
-
-        return await self.h.call(context, SERVICE, work)
+        return await self.h.call(context, SERVICE, lambda p: self._create(request, p))
 
     async def UpdateCall(
         self, request: pb.UpdateCallRequest, context: Context
     ) -> pb.UpdateCallResponse:
-        def work(principal: Principal) -> pb.UpdateCallResponse:
-            view = self.app.calls.update_call(
-                decode.channel_ref(request.channel),
-                decode.update_command(request),
-                request.idempotency_key,
-            )
-            return pb.UpdateCallResponse(call=self._call(view, principal))
+        return await self.h.call(context, SERVICE, lambda p: self._update(request, p))
 
-        return await self.h.call(context, SERVICE, work)
+    async def SubmitCalls(
+        self, request: pb.SubmitCallsRequest, context: Context
+    ) -> pb.SubmitCallsResponse:
+        commands = request.commands
+        await checked(context, lambda: decode.batch_size(len(commands)))
+
+        def work(principal: Principal) -> tuple[pb.SubmitCallsResponse, list[str]]:
+            results = self.app.calls.in_batch(
+                [functools.partial(self._command, command, principal) for command in commands]
+            )
+            outcomes = [_outcome(result) for result in results]
+            return pb.SubmitCallsResponse(outcomes=outcomes), [_outcome_name(r) for r in results]
+
+        response, names = await self.h.call(context, SERVICE, work)
+        # One line for the batch: each command's request id, and how it ended.
+        log.info(
+            "commands",
+            extra={
+                "fields": {
+                    "request_ids": [command.request_id[:128] for command in commands],
+                    "outcomes": names,
+                }
+            },
+        )
+        return response
 
     async def GetCall(self, request: pb.GetCallRequest, context: Context) -> pb.GetCallResponse:
         def work(principal: Principal) -> pb.GetCallResponse:

@@ -86,6 +86,16 @@ def card_owner(principal: Principal, request: call_service_pb2.WatchCallCardsReq
     return employee_id
 
 
+# The most commands one SubmitCalls may carry.
+MAX_BATCH = 256
+
+
+def batch_size(size: int) -> int:
+    if size > MAX_BATCH:
+        raise errors.InvalidRequest.of({"commands": f"at most {MAX_BATCH}"})
+    return size
+
+
 def create_command(request: call_service_pb2.CreateCallRequest) -> domain.CreateCall:
     return domain.CreateCall(
         direction=direction(request.direction),

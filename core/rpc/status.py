@@ -39,6 +39,11 @@ def _packed(detail: Any) -> any_pb2.Any:
 
 
 def error_status(error: errors.DomainError) -> grpc.Status:
+    return rpc_status.to_status(status_message(error))
+
+
+def status_message(error: errors.DomainError) -> status_pb2.Status:
+    """The google.rpc.Status of a refused request: its code, message and details."""
     # A refinement of an error (a subclass) has the status of the error it refines.
     code = next(
         (STATUS_CODES[kind] for kind in type(error).__mro__ if kind in STATUS_CODES),
@@ -54,7 +59,7 @@ def error_status(error: errors.DomainError) -> grpc.Status:
             for name, text in sorted(error.fields.items())
         ]
         status.details.append(_packed(error_details_pb2.BadRequest(field_violations=violations)))
-    return rpc_status.to_status(status)
+    return status
 
 
 async def abort(context: grpc.aio.ServicerContext[Any, Any], error: errors.DomainError) -> NoReturn:

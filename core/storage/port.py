@@ -27,6 +27,7 @@ Rules every adapter keeps:
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
@@ -370,6 +371,15 @@ class Store(Protocol):
         """A unit of work for reads only (it may run beside writers); commit() is refused."""
 
     def set_event_sink(self, sink: EventSink | None) -> None: ...
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Units of work that commit together, for a thread that runs many in a row.
+
+        Inside it, a unit's commit() in this thread may return before the unit's changes
+        are on disk (they are kept, and its later units see them); leaving it returns
+        once every unit committed inside it is on disk, or raises what made that fail,
+        and no unit's events are published before its changes are on disk. A store
+        whose every commit is durable on its own treats it as nothing more."""
 
     def remove_expired(self, now: datetime) -> int:
         """Drop idempotency records, events and stream tickets past retention (where

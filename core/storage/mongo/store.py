@@ -195,6 +195,10 @@ class MongoStore:
     def set_event_sink(self, sink: EventSink | None) -> None:
         self._sink = sink
 
+    def batch(self) -> contextlib.nullcontext[None]:
+        # Each unit's commit is durable when it returns (majority write concern).
+        return contextlib.nullcontext()
+
     def remove_expired(self, now: datetime) -> int:
         # The TTL indexes do this on a server, in their own time; this makes it happen now.
         idempotency = self.collections.idempotency.delete_many(

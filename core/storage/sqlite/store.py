@@ -17,6 +17,7 @@ events is published.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -24,6 +25,7 @@ import os
 import sqlite3
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -121,6 +123,10 @@ class _Group:
     def add(self, events: list[PublishedEvent]) -> None:
         self.size += 1
         self.events.extend(events)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
 
     def finish(self, error: BaseException | None) -> None:
         self._error = error
@@ -231,7 +237,12 @@ class SqliteUnitOfWork:
             group = store._keep_unit(events)
         finally:
             store._end_turn()
-        group.wait()
+        batch = store._batch_of_thread()
+        if batch is not None:
+            # The batch's end waits for it (see SqliteStore.batch).
+            batch.append(group)
+        else:
+            group.wait()
 
     def _entered(self) -> Session:
         if self._session is None:
@@ -254,6 +265,10 @@ class SqliteStore:
         # leaves the transaction open for them (group commit).
         self._waiting_lock = threading.Lock()
         self._waiting = 0
+        # Batches open (any thread): while there are some, a commit leaves the transaction
+        # open too, for their next units. Each thread's open batch: its units' groups.
+        self._held = 0
+        self._batches = threading.local()
         # The units whose savepoints were kept in the open transaction, to COMMIT together.
         self._group: _Group | None = None
         # Whether the unit whose turn it is runs in a savepoint (it joined a transaction).
@@ -334,6 +349,46 @@ class SqliteStore:
 
     def reading(self) -> SqliteUnitOfWork:
         return SqliteUnitOfWork(self, writable=False)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Units of work run in this thread that share COMMITs (see `Store.batch`): each
+        unit's commit keeps its changes in the open transaction and returns; the batch's
+        end COMMITs what is still open and waits until every unit of the batch is on disk.
+        A unit that fails is undone alone, as outside a batch."""
+        if self._batch_of_thread() is not None:
+            raise RuntimeError("this thread already has a batch open")
+        groups: list[_Group] = []
+        self._batches.groups = groups
+        with self._waiting_lock:
+            self._held += 1
+        try:
+            yield
+        finally:
+            self._batches.groups = None
+            with self._waiting_lock:
+                self._held -= 1
+            self._commit_batch(groups)
+
+    def _batch_of_thread(self) -> list[_Group] | None:
+        groups: list[_Group] | None = getattr(self._batches, "groups", None)
+        return groups
+
+    def _commit_batch(self, groups: list[_Group]) -> None:
+        """COMMIT the open transaction if it holds units of the batch, or if it was left
+        open for the batch alone; then wait until every unit of the batch is on disk."""
+        self._take_turn()
+        try:
+            if self._group is not None:
+                mine = any(not group.done for group in groups)
+                with self._waiting_lock:
+                    others = self._waiting or self._held
+                if mine or not others:
+                    self._finish_transaction()
+        finally:
+            self._write_lock.release()
+        for group in dict.fromkeys(groups):
+            group.wait()
 
     def _start_writing(self) -> sqlite3.Connection:
         """Take the writer's turn: the write lock, and with it the writing connection."""
@@ -427,7 +482,8 @@ class SqliteStore:
             group = self._group
             with self._waiting_lock:
                 waiting = self._waiting
-            if group is not None and waiting and group.size < MAX_GROUP:
+                held = self._held
+            if group is not None and (waiting or held) and group.size < MAX_GROUP:
                 return
             self._finish_transaction()
         finally:
