@@ -78,6 +78,21 @@ class EchoCalls(call_service_pb2_grpc.CallServiceServicer):
         self._fan_out(call_service_pb2.CallCardEvent.TYPE_HIDE, call)
         return call_service_pb2.UpdateCallResponse(call=call)
 
+    async def SubmitCalls(
+        self, request: call_service_pb2.SubmitCallsRequest, context: Any
+    ) -> call_service_pb2.SubmitCallsResponse:
+        """Each command answered as CreateCall or UpdateCall answers it alone (the real
+        gateway sends the PBX's requests in batches)."""
+        response = call_service_pb2.SubmitCallsResponse()
+        for command in request.commands:
+            if command.HasField("create"):
+                created = await self.CreateCall(command.create, context)
+                response.outcomes.add(created=created)
+            else:
+                updated = await self.UpdateCall(command.update, context)
+                response.outcomes.add(updated=updated)
+        return response
+
     async def WatchCallCards(
         self, request: call_service_pb2.WatchCallCardsRequest, context: Any
     ) -> AsyncIterator[call_service_pb2.CallCardEvent]:

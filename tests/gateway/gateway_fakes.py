@@ -33,6 +33,10 @@ class Failure:
 
 
 def rich_status(failure: Failure) -> grpc.Status:
+    return rpc_status.to_status(status_message(failure))
+
+
+def status_message(failure: Failure) -> status_pb2.Status:
     status = status_pb2.Status(code=failure.code.value[0], message=failure.message)
     if failure.reason:
         info = any_pb2.Any()
@@ -48,7 +52,21 @@ def rich_status(failure: Failure) -> grpc.Status:
         detail = any_pb2.Any()
         detail.Pack(bad_request)
         status.details.append(detail)
-    return rpc_status.to_status(status)
+    return status
+
+
+# What fails a SubmitCalls as a whole rather than each of its commands.
+BATCH_FAILURES = frozenset(
+    {
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.CANCELLED,
+    }
+)
 
 
 def sample_call(**overrides: Any) -> call_pb2.Call:
@@ -124,6 +142,36 @@ class FakeCallService(call_service_pb2_grpc.CallServiceServicer):
         self._note(request, context)
         await self._maybe_fail(context)
         return call_service_pb2.UpdateCallResponse(call=self.reply)
+
+    async def SubmitCalls(
+        self, request: call_service_pb2.SubmitCallsRequest, context: Any
+    ) -> call_service_pb2.SubmitCallsResponse:
+        """Each command as CreateCall or UpdateCall would answer it: a failure of the call
+        itself (the token, the deadline, core's own trouble) fails the whole batch, any
+        other refuses each command alone, as core does."""
+        commands = list(request.commands)
+        for command in commands:
+            self._note(getattr(command, str(command.WhichOneof("command"))), context)
+        failure = self.failure
+        if failure is not None and failure.code in BATCH_FAILURES:
+            await self._maybe_fail(context)
+        elif self.delay:
+            await asyncio.sleep(self.delay)
+        return call_service_pb2.SubmitCallsResponse(
+            outcomes=[self._outcome(command, failure) for command in commands]
+        )
+
+    def _outcome(
+        self, command: call_service_pb2.CallCommand, failure: Failure | None
+    ) -> call_service_pb2.CallOutcome:
+        if failure is not None:
+            return call_service_pb2.CallOutcome(error=status_message(failure).SerializeToString())
+        if command.HasField("create"):
+            created = call_service_pb2.CreateCallResponse(call=self.reply, created=True)
+            return call_service_pb2.CallOutcome(created=created)
+        return call_service_pb2.CallOutcome(
+            updated=call_service_pb2.UpdateCallResponse(call=self.reply)
+        )
 
     async def UploadRecord(
         self, request_iterator: AsyncIterator[call_service_pb2.UploadRecordRequest], context: Any
