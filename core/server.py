@@ -131,6 +131,9 @@ class Core:
         )
         self.cards = self.app.cards
         self.blob_runner = rpc.StorageRunner(4)
+        # Batches of PBX commands (SubmitCalls) run one after another on their own thread:
+        # two at once would only hand the writer to and fro between them.
+        self.batch_runner = rpc.StorageRunner(1, test_delay=self.runner.test_delay)
         self.handler = rpc.Handler(self.app, self.runner, links=self.link)
         self.health = health.aio.HealthServicer()
         self.hub: EventHub | None = None
@@ -206,7 +209,13 @@ class Core:
         # Its card streams send messages encoded once for all their subscribers.
         add_call_service(
             rpc.CallServicer(
-                self.handler, streams, self.library, self.signer, self.blob_runner, board_feed
+                self.handler,
+                streams,
+                self.library,
+                self.signer,
+                self.blob_runner,
+                self.batch_runner,
+                board_feed,
             ),
             server,
         )
@@ -338,6 +347,7 @@ class Core:
             self.metrics_server.close()
         self.runner.shutdown()
         self.blob_runner.shutdown()
+        self.batch_runner.shutdown()
         self.store.close()
         if self._data_lock is not None:
             os.close(self._data_lock)

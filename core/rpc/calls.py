@@ -74,6 +74,7 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
         library: RecordingLibrary,
         signer: LinkSigner,
         blob_runner: StorageRunner,
+        batch_runner: StorageRunner,
         board_feed: BoardFeed,
     ) -> None:
         self.h = handler
@@ -85,6 +86,7 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
         # Recording bytes move on their own threads, so that an upload never
         # queues the storage thread behind it.
         self.blobs = blob_runner
+        self.batches = batch_runner
         self.board_feed = board_feed
 
     def _call(self, view: CallView, principal: Principal) -> call_pb2.Call:
@@ -138,7 +140,7 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
             outcomes = [_outcome(result) for result in results]
             return pb.SubmitCallsResponse(outcomes=outcomes), [_outcome_name(r) for r in results]
 
-        response, names = await self.h.call(context, SERVICE, work)
+        response, names = await self.h.call(context, SERVICE, work, runner=self.batches)
         # One line for the batch: each command's request id, and how it ended.
         log.info(
             "commands",

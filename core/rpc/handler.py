@@ -106,26 +106,28 @@ class Handler:
         work: Callable[[Principal], T],
         *,
         stream: bool = False,
+        runner: StorageRunner | None = None,
     ) -> T:
-        """Run `work` for the authenticated caller on the storage runner; a stream
-        ticket is accepted (and used up) only for opening a live `stream`."""
+        """Run `work` for the authenticated caller on the storage runner (or `runner`); a
+        stream ticket is accepted (and used up) only for opening a live `stream`."""
         credentials, address = caller(context)
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
+        on = runner or self.runner
 
         def job() -> T:
             # Under load jobs queue for the storage thread: one whose caller has given up
             # is skipped, so that it is not applied after its caller was told it failed.
             if deadline is not None and time.monotonic() >= deadline:
                 raise _Abandoned
-            if self.runner.test_delay:
-                time.sleep(self.runner.test_delay)
+            if on.test_delay:
+                time.sleep(on.test_delay)
             principal = self.app.tokens.identify(credentials, stream=stream, address=address)
             principal.require(*roles)
             return work(principal)
 
         try:
-            return await self.runner.run(job)
+            return await on.run(job)
         except errors.DomainError as error:
             await abort(context, error)
         except _Abandoned:
