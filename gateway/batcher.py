@@ -1,8 +1,8 @@
 """The PBX's requests on their way to core, sent together.
 
-A request whose turn comes at once (fewer than MAX_IN_FLIGHT batches are with core) goes
-alone, with no wait; requests that arrive while batches are with core queue, and go in
-the next batch as soon as one comes back. At rest every request is a batch of one; under
+A request that finds no batch with core goes at once, alone, with no wait; requests that
+arrive while a batch is with core queue, and go together in the next batch as soon as it
+comes back. At rest every request is a batch of one; under
 load one SubmitCalls carries many, and core pays its per-call costs (the RPC, the hop to a
 storage thread, the token check, the COMMIT) once for all of them.
 
@@ -24,8 +24,11 @@ from telephony.v1 import call_service_pb2 as pb
 
 # Commands in one SubmitCalls (core takes up to 256).
 MAX_BATCH = 64
-# Batches with core at once: one is sent while the one before it is still stored.
-MAX_IN_FLIGHT = 2
+# Batches with core at once. One: core runs batches one after another anyway, and while
+# it stores one the gateway gathers the next; with two, a batch that returns lets the
+# first request after it go alone, and batches come out smaller (measured: 10.5 against 16
+# requests per batch under 32 connections, and more CPU per request in both processes).
+MAX_IN_FLIGHT = 1
 # A batch whose earliest deadline passed while it queued still goes, with this much time:
 # its call then fails with DEADLINE_EXCEEDED, as a late request alone would.
 MIN_TIMEOUT = 0.001
