@@ -158,11 +158,18 @@ def test_request_id_reaches_both_logs_and_no_secret_is_ever_logged(stack: OpsSta
     traced = [line for line in gateway_lines if line.get("request_id") == request_id]
     assert [(line["route"], line["status"]) for line in traced] == [(PBX_ROUTE, 200)]
     assert traced[0]["duration_ms"] > 0
-    core_traced = {line["method"] for line in core_lines if line.get("request_id") == request_id}
+    core_traced = {
+        line.get("method") for line in core_lines if line.get("request_id") == request_id
+    } - {None}
     assert core_traced == {
         "/telephony.v1.CallService/UploadRecord",
-        "/telephony.v1.CallService/CreateCall",
+        "/telephony.v1.CallService/SubmitCalls",
     }
+    # The batch the create_call went in names it, and how it ended.
+    commands = [line for line in core_lines if request_id in line.get("request_ids", ())]
+    assert [line["outcomes"][line["request_ids"].index(request_id)] for line in commands] == [
+        "created"
+    ]
     assert any(line.get("message") == "stream closed" for line in gateway_lines)
 
     for name in ("gateway", "core"):
