@@ -89,6 +89,12 @@ class Conflict(DomainError):
     reason = "conflict"
 
 
+class TooLate(DomainError):
+    """The caller's deadline passed before the work began: it is not done."""
+
+    reason = "deadline_exceeded"
+
+
 class ContactInUse(DomainError):
     """A contact that calls are linked to: removing it would leave their tickets
     pointing nowhere, so it stays while they do (gRPC FAILED_PRECONDITION)."""

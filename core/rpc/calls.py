@@ -29,6 +29,8 @@ from core.rpc.handler import (
     Handler,
     StorageRunner,
     checked,
+    deadline_of,
+    passed,
     watch,
 )
 from core.rpc.status import abort, status_message
@@ -109,7 +111,13 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
         )
         return pb.UpdateCallResponse(call=self._call(view, principal))
 
-    def _command(self, command: pb.CallCommand, principal: Principal) -> pb.CallOutcome:
+    def _command(
+        self, command: pb.CallCommand, principal: Principal, deadline: float | None
+    ) -> pb.CallOutcome:
+        # Under load a batch may start late or run long: a command its caller has given up
+        # on by now is not done, so that it is not applied after its caller was told it failed.
+        if passed(deadline):
+            raise errors.TooLate("the deadline passed before the command began")
         which = command.WhichOneof("command")
         if which == "create":
             return pb.CallOutcome(created=self._create(command.create, principal))
@@ -132,10 +140,14 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
     ) -> pb.SubmitCallsResponse:
         commands = request.commands
         await checked(context, lambda: decode.batch_size(len(commands)))
+        deadline = deadline_of(context)
 
         def work(principal: Principal) -> tuple[pb.SubmitCallsResponse, list[str]]:
             results = self.app.calls.in_batch(
-                [functools.partial(self._command, command, principal) for command in commands]
+                [
+                    functools.partial(self._command, command, principal, deadline)
+                    for command in commands
+                ]
             )
             outcomes = [_outcome(result) for result in results]
             return pb.SubmitCallsResponse(outcomes=outcomes), [_outcome_name(r) for r in results]

@@ -61,6 +61,16 @@ def caller(context: Context) -> tuple[Credentials | None, str]:
     return credentials_of(metadata.get("authorization")), address
 
 
+def deadline_of(context: Context) -> float | None:
+    """When the caller stops waiting (time.monotonic()), if it set a deadline."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+def passed(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
+
+
 class StorageRunner:
     """Runs blocking storage work off the event loop, on a pool of worker threads."""
 
@@ -111,14 +121,13 @@ class Handler:
         """Run `work` for the authenticated caller on the storage runner (or `runner`); a
         stream ticket is accepted (and used up) only for opening a live `stream`."""
         credentials, address = caller(context)
-        remaining = context.time_remaining()
-        deadline = None if remaining is None else time.monotonic() + remaining
+        deadline = deadline_of(context)
         on = runner or self.runner
 
         def job() -> T:
             # Under load jobs queue for the storage thread: one whose caller has given up
             # is skipped, so that it is not applied after its caller was told it failed.
-            if deadline is not None and time.monotonic() >= deadline:
+            if passed(deadline):
                 raise _Abandoned
             if on.test_delay:
                 time.sleep(on.test_delay)

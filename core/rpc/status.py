@@ -27,6 +27,7 @@ STATUS_CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     errors.Conflict: grpc.StatusCode.ABORTED,
+    errors.TooLate: grpc.StatusCode.DEADLINE_EXCEEDED,
     errors.RangeNotSatisfiable: grpc.StatusCode.OUT_OF_RANGE,
     errors.ContactInUse: grpc.StatusCode.FAILED_PRECONDITION,
 }
