@@ -26,8 +26,9 @@ from core.domain import (
     UpdateCall,
 )
 from core.errors import NotFound
-from core.model import Call, CallQuery, CallView, Department, PublishedEvent, Ticket, utc_now
+from core.model import Call, CallQuery, CallView, Department, Ticket, utc_now
 from core.storage.port import StorageConflict, Store, UnitOfWork
+from tests.storage.event_sink import Sink
 from tests.storage.storage_marks import ON_ATOMIC_BACKENDS
 
 T = TypeVar("T")
@@ -38,24 +39,6 @@ SEED = {
     "employees": [{"id": 1, "name": "Anna Petrova", "telephony": True}],
     "channels": [{"key": CHANNEL.key, "name": "Line 1", "department_id": 1}],
 }
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[PublishedEvent] = []
-        self._lock = threading.Lock()
-
-    def publish(self, event: PublishedEvent) -> None:
-        with self._lock:
-            self.events.append(event)
-
-    @property
-    def seqs(self) -> list[int]:
-        return [e.seq for e in self.events]
-
-    @property
-    def pbx_ids(self) -> list[str | None]:
-        return [e.view.call.pbx_call_id for e in self.events]
 
 
 def read(store: Store, work: Callable[[UnitOfWork], T]) -> T:

@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 
 from core.domain import CardChange, CardEvent
-from core.model import Call, CallQuery, Department, PublishedEvent, utc_now
+from core.model import Call, CallQuery, Department, utc_now
 from core.recordings.blobs import FileBlobStore
 from core.storage.port import StorageConflict, UnitOfWork
 from core.storage.sqlite import SqliteStore
 from core.storage.sqlite.store import MAX_GROUP, CommitStats
+from tests.storage.event_sink import Sink
 from tests.storage.killed_writer import killed_after
 from tests.storage.sqlite_records import add_call as stored_call
 from tests.storage.sqlite_records import view_of
@@ -37,24 +38,6 @@ def store(tmp_path: Path) -> Iterator[SqliteStore]:
         yield opened
     finally:
         opened.close()
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[PublishedEvent] = []
-        self._lock = threading.Lock()
-
-    def publish(self, event: PublishedEvent) -> None:
-        with self._lock:
-            self.events.append(event)
-
-    @property
-    def pbx_ids(self) -> list[str | None]:
-        return [e.view.call.pbx_call_id for e in self.events]
-
-    @property
-    def seqs(self) -> list[int]:
-        return [e.seq for e in self.events]
 
 
 def add_call(uow: UnitOfWork, pbx_call_id: str) -> Call:

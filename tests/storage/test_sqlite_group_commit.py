@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 from core.domain import CardChange, CardEvent
-from core.model import Call, CallQuery, Department, PublishedEvent, utc_now
+from core.model import Call, CallQuery, Department, utc_now
 from core.recordings.blobs import FileBlobStore
 from core.storage.port import StorageConflict, UnitOfWork
 from core.storage.sqlite import SqliteStore
+from tests.storage.event_sink import Sink
 from tests.storage.killed_writer import killed_after
 from tests.storage.sqlite_records import add_call as stored_call
 from tests.storage.sqlite_records import view_of
@@ -33,14 +34,6 @@ def store(tmp_path: Path) -> Iterator[SqliteStore]:
         yield opened
     finally:
         opened.close()
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[PublishedEvent] = []
-
-    def publish(self, event: PublishedEvent) -> None:
-        self.events.append(event)
 
 
 def add_call(uow: UnitOfWork, pbx_call_id: str) -> Call:
