@@ -155,6 +155,12 @@ def run(ctx: Context) -> Section:
         "gateway alone costs next to (b); the rest of the gap is core's."
     )
     section.notes.append(
+        "(b) sends one unary CreateCall / UpdateCall per HTTP request, the bare relay. The real "
+        "gateway, in (c) and the full path, sends the PBX's requests in batches (SubmitCalls, "
+        "gateway/batcher.py): a request that finds no batch with core goes at once, alone; "
+        "those that arrive meanwhile go together in the next. At rest every batch is of one."
+    )
+    section.notes.append(
         f"wrk -t1 -c{s.connections} -d{s.http_seconds:g}s with bench/lua/pbx.lua, after a "
         f"{s.warmup_seconds:g} s warm-up; every create_call has a new pbx_call_id, every "
         "update_call moves one of those calls to answered by pbx_call_id."
