@@ -5,6 +5,7 @@ whole is refused only for its token or its size."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -14,7 +15,7 @@ from grpc_status import rpc_status
 
 from telephony.v1 import call_pb2, call_service_pb2_grpc
 from telephony.v1 import call_service_pb2 as pb
-from tests.conftest import bearer
+from tests.conftest import bearer, running_core
 
 State = call_pb2.Call.State
 DEMO = pb.ChannelRef(channel_key="demo-channel-key")
@@ -307,3 +308,25 @@ async def test_core_logs_one_line_per_batch_with_each_commands_request_id_and_ou
         "request_ids": ["req-1", "req-2", "req-3"],
         "outcomes": ["created", "updated", "not_found"],
     }
+
+
+async def test_commands_reached_after_the_deadline_are_not_applied(tmp_path: Path) -> None:
+    # Every batch's storage job starts 0.3 s late, as on a slow disk: past the deadline of
+    # the first batch, whose commands are then refused one by one instead of applied late.
+    async with (
+        running_core(tmp_path, test_storage_delay_ms=300) as slow,
+        grpc.aio.insecure_channel(f"127.0.0.1:{slow.port}") as channel,
+    ):
+        calls = call_service_pb2_grpc.CallServiceStub(channel)
+        late = pb.SubmitCallsRequest(
+            commands=[create(create_request(pbx_call_id=f"late-{i}")) for i in range(3)]
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await calls.SubmitCalls(late, metadata=SERVICE, timeout=0.15)
+        assert refused.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        # Batches run one after another: once the next one is answered, the first is over.
+        (outcome,) = await submit(calls, create(create_request(pbx_call_id="in-time")))
+        assert outcome.WhichOneof("outcome") == "created"
+        stored = {call.pbx_call_id for call in await all_calls(calls)}
+        assert "in-time" in stored
+        assert not {f"late-{i}" for i in range(3)} & stored
