@@ -347,11 +347,13 @@ class EventStreams:
         token_ids: list[str],
         subscription: Subscription,
         no_longer_valid: Callable[[list[str]], list[str]],
-    ) -> AsyncIterator[FeedItem]:
+    ) -> AsyncIterator[list[FeedItem]]:
         """Every event (after `after_seq`, replayed from the log), and TokenRevoked for
         each token revoked; first TokenRevoked for those of `token_ids` (the tokens of the
-        streams the subscriber delivers) no longer valid. Ends when the subscriber falls
-        behind. `subscription` (taken with notices) is ended when this ends."""
+        streams the subscriber delivers) no longer valid. Items come in lists: all that
+        were ready together (the events of one commit, say), in order. Ends when the
+        subscriber falls behind. `subscription` (taken with notices) is ended when this
+        ends."""
         try:
             items, position = await self.runner.run(
                 self.feed_start, after_seq, token_ids, no_longer_valid
@@ -361,22 +363,26 @@ class EventStreams:
                 if token_id not in gone:
                     # Its revocation or expiry from now on comes as a TokenRevoked.
                     self.hub.hold_remote(token_id)
-            for item in items:
-                yield item
+            yield items
             while True:
-                item = await subscription.get()
-                if isinstance(item, _Closed):
-                    return
-                if isinstance(item, PublishedEvent):
-                    if item.seq > position:
-                        position = item.seq
-                        yield item
-                elif isinstance(item, TokenRevoked):
-                    yield item
-                else:
-                    # Lagging: the caller reconnects with the last seq it has and the tokens
-                    # it holds, so that neither an event nor a revocation is lost.
-                    return
+                ready = [await subscription.get(), *subscription.drain()]
+                batch: list[FeedItem] = []
+                for item in ready:
+                    if isinstance(item, PublishedEvent):
+                        if item.seq > position:
+                            position = item.seq
+                            batch.append(item)
+                    elif isinstance(item, TokenRevoked):
+                        batch.append(item)
+                    else:
+                        # Closed, or lagging: the caller reconnects with the last seq it has
+                        # and the tokens it holds, so that neither an event nor a
+                        # revocation is lost.
+                        if batch:
+                            yield batch
+                        return
+                if batch:
+                    yield batch
         finally:
             self.hub.unsubscribe(subscription)
 

@@ -394,6 +394,7 @@ class CardRouter:
         request = pb.WatchCardFeedRequest(
             after_seq=self._position if self._started.is_set() else 0,
             token_ids=sorted(self._by_token),
+            batches=True,
         )
         call = self._core.calls.WatchCardFeed(
             request, metadata=self._core.service_metadata("card-feed")
@@ -413,6 +414,9 @@ class CardRouter:
                 stream.end()
         elif message.type == _FEED.TYPE_START:
             self._start(message)
+        elif message.type == _FEED.TYPE_BATCH:
+            for inner in message.events:
+                self._take(inner)
 
     def _start(self, message: pb.CardFeedEvent) -> None:
         if self._started.is_set() and not message.reset:

@@ -81,6 +81,29 @@ def feed_event_message(event: PublishedEvent, links: LinkMaker | None) -> pb.Car
     return message
 
 
+# A TYPE_BATCH message is its type and, for each message in it, field 7 (`events`, length
+# delimited) with that message's bytes: messages encoded once are framed, not re-encoded.
+_BATCH_HEAD = _FEED(type=_FEED.TYPE_BATCH).SerializeToString()
+_EVENTS_TAG = bytes([_FEED.EVENTS_FIELD_NUMBER << 3 | 2])
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def batch_bytes(messages: list[bytes]) -> bytes:
+    """One TYPE_BATCH CardFeedEvent carrying the encoded `messages`, in order."""
+    parts = [_BATCH_HEAD]
+    for data in messages:
+        parts += (_EVENTS_TAG, _varint(len(data)), data)
+    return b"".join(parts)
+
+
 class CardStreams:
     def __init__(self, handler: Handler, streams: EventStreams) -> None:
         self.h = handler
@@ -175,8 +198,12 @@ class CardStreams:
         )
         try:
             await context.send_initial_metadata(())
-            async for item in items:
-                yield self._feed_bytes(item, principal)
+            async for ready in items:
+                if request.batches and len(ready) > 1:
+                    yield batch_bytes([self._feed_bytes(item, principal) for item in ready])
+                else:
+                    for item in ready:
+                        yield self._feed_bytes(item, principal)
         finally:
             self.hub.unsubscribe(subscription)
         await _end(context, subscription)

@@ -19,6 +19,7 @@ import pytest
 from falcon.asgi import SSEvent
 
 from core.model import utc_now
+from core.rpc.card_streams import batch_bytes
 from core.server import Core
 from gateway import feed
 from gateway.config import Config
@@ -221,6 +222,72 @@ async def test_the_feed_resumes_from_a_seq_and_resets_past_the_log(
     start = await unknown.read()
     assert (start.type, start.seq, start.reset) == (FEED.TYPE_START, position, True)
     unknown.cancel()
+
+
+def test_a_batch_frames_encoded_messages_as_the_events_field() -> None:
+    messages = [
+        FEED(type=FEED.TYPE_START, seq=7),
+        FEED(type=FEED.TYPE_EVENT, seq=8, card=call_pb2.CallCard(call_id=3, phone="x" * 300)),
+        FEED(type=FEED.TYPE_REVOKED, token_id="t-1"),
+    ]
+    framed = FEED.FromString(batch_bytes([m.SerializeToString() for m in messages]))
+    assert framed == FEED(type=FEED.TYPE_BATCH, events=messages)
+
+
+async def test_a_feed_that_takes_batches_gets_what_was_ready_together_as_one(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
+    await create(calls, [1])
+    first = await create(calls, [1])
+    second = await create(calls, [2])
+    live = calls.WatchCardFeed(pb.WatchCardFeedRequest(), metadata=SERVICE)
+    position = (await live.read()).seq
+    live.cancel()
+    # A replay is ready at once: the start and the events after it come as one message.
+    request = pb.WatchCardFeedRequest(after_seq=position - 2, batches=True)
+    batched = calls.WatchCardFeed(request, metadata=SERVICE)
+    batch = await batched.read()
+    assert batch.type == FEED.TYPE_BATCH
+    assert [(m.type, m.card.call_id) for m in batch.events] == [
+        (FEED.TYPE_START, 0),
+        (FEED.TYPE_EVENT, first),
+        (FEED.TYPE_EVENT, second),
+    ]
+    # The same messages as a feed that takes none: one by one.
+    single = calls.WatchCardFeed(pb.WatchCardFeedRequest(after_seq=position - 2), metadata=SERVICE)
+    assert [await single.read() for _ in range(3)] == list(batch.events)
+    single.cancel()
+    # Live events of one commit: every one, in order, however they were grouped.
+    commands = [
+        pb.CallCommand(
+            create=pb.CreateCallRequest(
+                channel=DEMO, direction=call_pb2.DIRECTION_INCOMING, phone=phone, user_ids=[1]
+            )
+        )
+        for phone in ("+74951110001", "+74951110002", "+74951110003")
+    ]
+    submitted = await calls.SubmitCalls(
+        pb.SubmitCallsRequest(commands=commands), metadata=SERVICE, timeout=5
+    )
+    created = [o.created.call.call_id for o in submitted.outcomes]
+    received: list[int] = []
+    async with asyncio.timeout(5):
+        while len(received) < len(created):
+            message = await batched.read()
+            inner = message.events if message.type == FEED.TYPE_BATCH else [message]
+            received += [m.card.call_id for m in inner if m.type == FEED.TYPE_EVENT]
+    assert received == created
+    batched.cancel()
+
+
+async def test_the_router_takes_the_messages_of_a_batch_in_order(core: Core) -> None:
+    config = Config({"VATS_CORE_TARGET": f"127.0.0.1:{core.port}"})
+    router = CardRouter(config, CoreClient(config))
+    event = FEED(type=FEED.TYPE_EVENT, seq=12, card=call_pb2.CallCard(call_id=5))
+    router._take(FEED(type=FEED.TYPE_BATCH, events=[FEED(type=FEED.TYPE_START, seq=11), event]))
+    assert router._started.is_set()
+    assert (router._floor, router._position) == (11, 12)
+    assert [e.seq for e in router._window] == [12]
 
 
 async def test_only_service_tokens_watch_the_feed(
