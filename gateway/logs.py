@@ -19,14 +19,19 @@ _TICKET = re.compile(r"(?i)(ticket=)[^&\s\"'\\]+")
 
 
 def redact(text: str) -> str:
-    return _TICKET.sub(r"\1[redacted]", vats_logs.redact(text))
+    return _redact_tickets(vats_logs.redact(text))
+
+
+def _redact_tickets(text: str) -> str:
+    # Most lines name no ticket: one quick scan instead of the pattern.
+    return _TICKET.sub(r"\1[redacted]", text) if "ticket=" in text.lower() else text
 
 
 class JsonFormatter(vats_logs.JsonFormatter):
-    """vats_logs' JSON lines, with stream tickets redacted too."""
+    """vats_logs' JSON lines (scrubbed by vats_logs.redact), with stream tickets redacted too."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        return _redact_tickets(super().format(record))
 
 
 def setup(level: str = "INFO") -> None:
