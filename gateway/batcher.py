@@ -1,8 +1,8 @@
 """The PBX's requests on their way to core, sent together.
 
-A request that finds no batch with core goes at once, alone, with no wait; requests that
-arrive while a batch is with core queue, and go together in the next batch as soon as it
-comes back. At rest every request is a batch of one; under load one SubmitCalls carries
+A request that finds fewer than MAX_IN_FLIGHT batches with core goes at once, alone, with
+no wait; requests that arrive while core has that many queue, and go together in the next
+batch as soon as one comes back. At rest every request is a batch of one; under load one SubmitCalls carries
 many, and core pays its per-call costs (the RPC, the hop to a storage thread, the token
 check, the COMMIT) once for all of them.
 
@@ -24,11 +24,11 @@ from telephony.v1 import call_service_pb2 as pb
 
 # Commands in one SubmitCalls (core takes up to 256).
 MAX_BATCH = 64
-# Batches with core at once. One: core runs batches one after another anyway, and while
-# it stores one the gateway gathers the next; with two, a batch that returns lets the
-# first request after it go alone, and batches come out smaller (measured: 10.5 against 16
-# requests per batch under 32 connections, and more CPU per request in both processes).
-MAX_IN_FLIGHT = 1
+# Batches with core at once. Two: core runs them one after another on one thread, and the
+# second waits there while the first is stored, so that core does not wait for the gateway
+# between batches (measured under 32 connections: 750 against 580 req/s with one, batches
+# of 10.6 against 16 requests, a little more CPU per request).
+MAX_IN_FLIGHT = 2
 # A batch whose earliest deadline passed while it queued still goes, with this much time:
 # its call then fails with DEADLINE_EXCEEDED, as a late request alone would.
 MIN_TIMEOUT = 0.001
@@ -97,33 +97,38 @@ class Batcher:
 
     async def _run(self, batch: list[_Pending]) -> None:
         try:
-            await self._deliver(batch)
+            result = await self._call(batch)
+        except asyncio.CancelledError:
+            for pending in batch:
+                pending.outcome.cancel()
+            raise
         finally:
             self._in_flight -= 1
+            # The next batch leaves before this one's requests are answered: answering them
+            # first would keep core waiting for it (measured: 8 ms a batch under load).
             self._dispatch()
+        for index, pending in enumerate(batch):
+            if pending.outcome.done():
+                continue
+            if isinstance(result, Exception):
+                pending.outcome.set_exception(result)
+            else:
+                pending.outcome.set_result(result.outcomes[index])
 
-    async def _deliver(self, batch: list[_Pending]) -> None:
+    async def _call(self, batch: list[_Pending]) -> pb.SubmitCallsResponse | Exception:
+        """Core's reply to the batch, or what made the call fail."""
         timeout = max(min(p.deadline for p in batch) - time.monotonic(), MIN_TIMEOUT)
         if self._observe is not None:
             self._observe(len(batch))
         try:
             response = await self._send([p.command for p in batch], timeout)
-            if len(response.outcomes) != len(batch):
-                raise BatchMismatch(
-                    f"core answered {len(response.outcomes)} outcomes to {len(batch)} commands"
-                )
-        except asyncio.CancelledError:
-            for pending in batch:
-                pending.outcome.cancel()
-            raise
         except Exception as error:
-            for pending in batch:
-                if not pending.outcome.done():
-                    pending.outcome.set_exception(error)
-            return
-        for pending, outcome in zip(batch, response.outcomes, strict=True):
-            if not pending.outcome.done():
-                pending.outcome.set_result(outcome)
+            return error
+        if len(response.outcomes) != len(batch):
+            return BatchMismatch(
+                f"core answered {len(response.outcomes)} outcomes to {len(batch)} commands"
+            )
+        return response
 
     async def close(self) -> None:
         """Wait for the batches with core; what still queues is refused."""

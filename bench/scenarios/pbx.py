@@ -157,8 +157,9 @@ def run(ctx: Context) -> Section:
     section.notes.append(
         "(b) sends one unary CreateCall / UpdateCall per HTTP request, the bare relay. The real "
         "gateway, in (c) and the full path, sends the PBX's requests in batches (SubmitCalls, "
-        "gateway/batcher.py): a request that finds no batch with core goes at once, alone; "
-        "those that arrive meanwhile go together in the next. At rest every batch is of one."
+        "gateway/batcher.py): a request that finds fewer than two batches with core goes at "
+        "once, alone; those that arrive while two are go together in the next. At rest every "
+        "batch is of one."
     )
     section.notes.append(
         f"wrk -t1 -c{s.connections} -d{s.http_seconds:g}s with bench/lua/pbx.lua, after a "
