@@ -2,9 +2,9 @@
 
 A request that finds fewer than MAX_IN_FLIGHT batches with core goes at once, alone, with
 no wait; requests that arrive while core has that many queue, and go together in the next
-batch as soon as one comes back. At rest every request is a batch of one; under load one SubmitCalls carries
-many, and core pays its per-call costs (the RPC, the hop to a storage thread, the token
-check, the COMMIT) once for all of them.
+batch as soon as one comes back. At rest every request is a batch of one; under load one
+SubmitCalls carries many, and core pays its per-call costs (the RPC, the hop to a storage
+thread, the token check, the COMMIT) once for all of them.
 
 Each request keeps its own outcome (core answers every command alone) and its own
 deadline: a batch goes with the earliest deadline of its requests, so none is answered
