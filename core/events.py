@@ -162,16 +162,40 @@ class EventHub:
         self._remote_tokens: set[str] = set()
         self._closed = False
         self.published = 0
+        # What other threads posted for the loop, in order: the events of one commit wake
+        # the loop once, not once each.
+        self._inbox: list[tuple[Callable[[Any], None], Any]] = []
+        self._inbox_lock = threading.Lock()
 
     def publish(self, event: PublishedEvent) -> None:
         if threading.get_ident() == getattr(self._loop, "_thread_id", None):
+            # On the loop: at once, after what was posted before it.
+            self._drain()
             self._dispatch(event)
         else:
-            self._loop.call_soon_threadsafe(self._dispatch, event)
+            self._post(self._dispatch, event)
+
+    def _post(self, work: Callable[[Any], None], arg: Any) -> None:
+        """Run work(arg) on the loop, after everything posted before it."""
+        with self._inbox_lock:
+            self._inbox.append((work, arg))
+            if len(self._inbox) > 1:
+                return  # the loop is woken already, for the first of them
+        self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._inbox_lock:
+            posted, self._inbox = self._inbox, []
+        for work, arg in posted:
+            try:
+                work(arg)
+            except Exception:
+                # As the loop does with a failing callback: the others still run.
+                log.exception("delivering %r failed", work)
 
     def revoke(self, token_id: str) -> None:
         """End at once every stream opened with a token that was just revoked."""
-        self._loop.call_soon_threadsafe(self._revoke, token_id)
+        self._post(self._revoke, token_id)
 
     def _revoke(self, token_id: str) -> None:
         self._remote_tokens.discard(token_id)
@@ -190,7 +214,7 @@ class EventHub:
 
     def reset_all(self) -> None:
         """Every subscriber starts over (the event source lost its place)."""
-        self._loop.call_soon_threadsafe(self._dispatch_reset)
+        self._post(self._dispatch_reset, None)
 
     def _dispatch(self, event: PublishedEvent) -> None:
         self.published += 1
@@ -209,7 +233,7 @@ class EventHub:
             for subscription in by_employee[employee_id]:
                 subscription.offer(item)
 
-    def _dispatch_reset(self) -> None:
+    def _dispatch_reset(self, _: None = None) -> None:
         for subscription in self._subscriptions:
             subscription.offer(_LAGGING)
 
