@@ -6,8 +6,8 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
-from core.domain import Direction, Status, StatusChange
-from core.model import Call, CallView, Ticket
+from core.domain import CardChange, CardEvent, Direction, Status, StatusChange
+from core.model import Call, CallView, Ticket, utc_now
 from core.storage.port import UnitOfWork
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
@@ -36,3 +36,10 @@ def add_call(uow: UnitOfWork, *, created_at: datetime = T0, **fields: Any) -> Ca
 
 def view_of(call: Call) -> CallView:
     return CallView(call, Ticket(call.ticket_id, call.call_id, 1, 1, call.created_at), None, "", "")
+
+
+def add_call_with_event(uow: UnitOfWork, pbx_call_id: str) -> Call:
+    """A call with its ticket and its created event (employee 1's card shown), made now."""
+    call = add_call(uow, pbx_call_id=pbx_call_id, created_at=utc_now())
+    uow.events.add("created", view_of(call), [CardEvent(1, CardChange.SHOW)], utc_now())
+    return call

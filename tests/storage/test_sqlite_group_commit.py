@@ -13,15 +13,13 @@ from typing import Any
 
 import pytest
 
-from core.domain import CardChange, CardEvent
-from core.model import Call, CallQuery, Department, utc_now
+from core.model import CallQuery, Department
 from core.recordings.blobs import FileBlobStore
 from core.storage.port import StorageConflict, UnitOfWork
 from core.storage.sqlite import SqliteStore
 from tests.storage.event_sink import Sink
 from tests.storage.killed_writer import killed_after
-from tests.storage.sqlite_records import add_call as stored_call
-from tests.storage.sqlite_records import view_of
+from tests.storage.sqlite_records import add_call_with_event as add_call
 
 WAIT_SECONDS = 10.0
 
@@ -34,13 +32,6 @@ def store(tmp_path: Path) -> Iterator[SqliteStore]:
         yield opened
     finally:
         opened.close()
-
-
-def add_call(uow: UnitOfWork, pbx_call_id: str) -> Call:
-    """A call with its ticket and its created event."""
-    call = stored_call(uow, pbx_call_id=pbx_call_id, created_at=utc_now())
-    uow.events.add("created", view_of(call), [CardEvent(1, CardChange.SHOW)], utc_now())
-    return call
 
 
 def stored_pbx_ids(store: SqliteStore) -> set[str]:
