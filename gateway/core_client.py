@@ -1,9 +1,9 @@
 """The gateway's one client of core: its gRPC channel, and every call the resources make on it,
 each with its metadata (a token, the request id), its deadline and its errors as HTTP errors.
 
-A call goes with the gateway's own service token (the PBX's requests, `_as_service`) or with
-the caller's token as it came (`_as_caller`, `_caller_stream`); core decides what a caller
-may see.
+A call goes with the gateway's own service token (the PBX's requests, sent in batches:
+`_command`) or with the caller's token as it came (`_as_caller`, `_caller_stream`); core
+decides what a caller may see.
 """
 
 from __future__ import annotations
@@ -152,13 +152,14 @@ class CoreClient:
         self._token_accepted()
         if outcome.WhichOneof("outcome") == "error":
             status = errors.CoreStatus.of_status(status_pb2.Status.FromString(outcome.error))
-            raise errors.from_core(status, service_auth=True, retry_after=self._config.retry_after)
+            raise self._refusal(status, service_auth=True)
         return outcome
 
     async def _submit_calls(
         self, commands: Sequence[call_service_pb2.CallCommand], seconds: float
     ) -> call_service_pb2.SubmitCallsResponse:
-        # The batch goes with the first command's request id; core logs each command's.
+        # The batch goes with the first command's request id (core logs each command's), and
+        # with no client address: its requests come from many.
         request = call_service_pb2.SubmitCallsRequest(commands=commands)
         metadata = vats_rpc.token_metadata(self._config.service_token, commands[0].request_id)
         response: call_service_pb2.SubmitCallsResponse = await self.calls.SubmitCalls(
@@ -292,13 +293,6 @@ class CoreClient:
             *_client_address(),
         )
 
-    async def _as_service(self, rpc: Rpc, request: Any, request_id: str) -> Any:
-        """A unary call with the gateway's own token and the unary deadline."""
-        metadata = self.service_metadata(request_id)
-        response = await self._unary(rpc, request, metadata, service_auth=True)
-        self._token_accepted()
-        return response
-
     async def _as_caller(
         self, rpc: Rpc, request: Any, authorization: str | None, request_id: str
     ) -> Any:
@@ -330,7 +324,10 @@ class CoreClient:
         return self._error(error, service_auth=service_auth)
 
     def _error(self, error: grpc.RpcError, *, service_auth: bool) -> errors.GatewayError:
-        status = errors.CoreStatus.of(error)
+        return self._refusal(errors.CoreStatus.of(error), service_auth=service_auth)
+
+    def _refusal(self, status: errors.CoreStatus, *, service_auth: bool) -> errors.GatewayError:
+        """The HTTP error for what core said; a refused service token is noted for readiness."""
         if service_auth and errors.refuses_credentials(status):
             self._token_refused(status)
         return errors.from_core(
