@@ -10,12 +10,13 @@ from typing import Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import status_pb2
 from grpc_status import rpc_status
 
 from telephony.v1 import call_pb2, call_service_pb2_grpc
 from telephony.v1 import call_service_pb2 as pb
 from tests.conftest import bearer, running_core
+from vats_rpc import RpcStatus
 
 State = call_pb2.Call.State
 DEMO = pb.ChannelRef(channel_key="demo-channel-key")
@@ -69,17 +70,8 @@ def error_of(outcome: pb.CallOutcome) -> status_pb2.Status:
 
 
 def reason_and_fields(status: status_pb2.Status) -> tuple[str, set[str]]:
-    reason, fields = "", set()
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            reason = info.reason
-        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            fields |= {v.field for v in bad.field_violations}
-    return reason, fields
+    said = RpcStatus.of_status(status)
+    return said.reason, {field for field, _ in said.violations}
 
 
 async def unary_status(

@@ -1,4 +1,4 @@
-"""Calls as create_call stores them, for the SQLite store's own tests."""
+"""Calls as create_call stores them, for the storage tests."""
 
 from __future__ import annotations
 

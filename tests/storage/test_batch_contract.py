@@ -17,18 +17,16 @@ from core.app.admin import ChannelRef
 from core.app.calls import CallCommands
 from core.app.seed import apply_seed
 from core.domain import (
-    CardChange,
-    CardEvent,
     CreateCall,
     Direction,
     Status,
-    StatusChange,
     UpdateCall,
 )
 from core.errors import NotFound
-from core.model import Call, CallQuery, CallView, Department, Ticket, utc_now
+from core.model import CallQuery, CallView, Department
 from core.storage.port import StorageConflict, Store, UnitOfWork
 from tests.storage.event_sink import Sink
+from tests.storage.sqlite_records import add_call_with_event as add_call
 from tests.storage.storage_marks import ON_ATOMIC_BACKENDS
 
 T = TypeVar("T")
@@ -44,31 +42,6 @@ SEED = {
 def read(store: Store, work: Callable[[UnitOfWork], T]) -> T:
     with store.reading() as uow:
         return work(uow)
-
-
-def add_call(uow: UnitOfWork, pbx_call_id: str) -> Call:
-    """A ringing call on channel 1 with its ticket and its created event."""
-    now = utc_now()
-    call = Call(
-        call_id=uow.calls.next_id(),
-        channel_id=1,
-        direction=Direction.INCOMING,
-        phone="8 495 123-45-67",
-        status=Status.RINGING,
-        created_at=now,
-        updated_at=now,
-        history=[StatusChange(Status.RINGING, now)],
-        ticket_id=uow.tickets.next_id(),
-        pbx_call_id=pbx_call_id,
-        phone_e164="+74951234567",
-        phone_key="+74951234567",
-    )
-    ticket = Ticket(call.ticket_id, call.call_id, call.channel_id, 1, now)
-    uow.calls.add(call)
-    uow.tickets.add(ticket)
-    view = CallView(call, ticket, None, "", "")
-    uow.events.add("created", view, [CardEvent(1, CardChange.SHOW)], now)
-    return call
 
 
 def commit_call(store: Store, pbx_call_id: str) -> None:

@@ -43,6 +43,7 @@ from core.model import (
 from core.recordings.blobs import FileBlobStore
 from core.storage.mongo import GridFSBlobStore, MongoStore
 from core.storage.port import StorageConflict, UnitOfWork
+from tests.storage.event_sink import Sink
 
 MONGODB_URI = os.environ.get("VATS_TEST_MONGODB_URI")
 DAY = 24 * 3600
@@ -166,16 +167,6 @@ def read(store: MongoStore) -> UnitOfWork:
     return store.reading()
 
 
-class RecordingSink:
-    def __init__(self) -> None:
-        self.events: list[PublishedEvent] = []
-        self._lock = threading.Lock()
-
-    def publish(self, event: PublishedEvent) -> None:
-        with self._lock:
-            self.events.append(event)
-
-
 @dataclasses.dataclass
 class Before:
     """What a test stored before the unit of work that is to fail."""
@@ -287,7 +278,7 @@ def test_a_duplicate_pbx_call_id_last_in_a_unit_leaves_nothing_of_the_unit(
     store: MongoStore,
 ) -> None:
     before = store_before(store)
-    sink = RecordingSink()
+    sink = Sink()
     store.set_event_sink(sink)
 
     with pytest.raises(StorageConflict), store.unit_of_work() as uow:
@@ -349,7 +340,7 @@ def test_a_unit_left_without_commit_writes_nothing(store: MongoStore) -> None:
     "server", [pytest.param("mongodb", marks=pytest.mark.mongodb)], indirect=True
 )
 def test_concurrent_units_publish_their_events_in_seq_order(store: MongoStore) -> None:
-    sink = RecordingSink()
+    sink = Sink()
     store.set_event_sink(sink)
     view = make_view(make_call(1))
 
