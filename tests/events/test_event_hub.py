@@ -63,3 +63,30 @@ async def test_a_publish_on_the_loop_comes_after_what_threads_posted_before_it()
     items = watcher.drain()
     assert [i.seq for i in items if isinstance(i, PublishedEvent)] == [4]
     assert len(items) == 2 and not isinstance(items[0], PublishedEvent)
+
+
+async def test_the_reply_of_the_work_that_made_events_is_resumed_before_the_streams() -> None:
+    # A storage thread publishes its commit's events and then hands back its result, as
+    # run_in_executor does; the loop is busy meanwhile, so both wait for the same turn.
+    loop = asyncio.get_running_loop()
+    hub = EventHub(loop)
+    watcher = hub.subscribe("watcher")
+    reply: asyncio.Future[None] = loop.create_future()
+    order: list[str] = []
+
+    def commit() -> None:
+        hub.publish(event(1))
+        loop.call_soon_threadsafe(reply.set_result, None)
+
+    async def stream() -> None:
+        await watcher.get()
+        order.append("event")
+
+    worker = threading.Thread(target=commit)
+    worker.start()
+    worker.join(10)
+    streaming = asyncio.create_task(stream())
+    await reply
+    order.append("reply")
+    await asyncio.wait_for(streaming, 10)
+    assert order == ["reply", "event"]
