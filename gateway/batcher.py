@@ -33,7 +33,8 @@ MAX_IN_FLIGHT = 2
 # its call then fails with DEADLINE_EXCEEDED, as a late request alone would.
 MIN_TIMEOUT = 0.001
 
-# Sends one batch: (commands, timeout in seconds) -> core's reply.
+# Sends one batch: (commands, timeout in seconds) -> core's reply. The batch leaves when it
+# is called (a grpc.aio call), not when what it returns is first awaited.
 Send = Callable[[Sequence[pb.CallCommand], float], Awaitable[pb.SubmitCallsResponse]]
 # Told the size of every batch sent (metrics).
 Observe = Callable[[int], None]
@@ -91,13 +92,27 @@ class Batcher:
             if not batch:
                 continue
             self._in_flight += 1
-            task = asyncio.create_task(self._run(batch))
+            task = asyncio.create_task(self._run(batch, self._start(batch)))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, batch: list[_Pending]) -> None:
+    def _start(self, batch: list[_Pending]) -> Awaitable[pb.SubmitCallsResponse] | Exception:
+        """The batch's call, started now: a task started here would send it only once the
+        loop has run everything ready before it, under load the answers of the batch that
+        just came back and the parsing of new requests (measured: up to 6 ms a batch)."""
+        timeout = max(min(p.deadline for p in batch) - time.monotonic(), MIN_TIMEOUT)
+        if self._observe is not None:
+            self._observe(len(batch))
         try:
-            result = await self._call(batch)
+            return self._send([p.command for p in batch], timeout)
+        except Exception as error:
+            return error
+
+    async def _run(
+        self, batch: list[_Pending], reply: Awaitable[pb.SubmitCallsResponse] | Exception
+    ) -> None:
+        try:
+            result = await self._result(batch, reply)
         except asyncio.CancelledError:
             for pending in batch:
                 pending.outcome.cancel()
@@ -115,13 +130,14 @@ class Batcher:
             else:
                 pending.outcome.set_result(result.outcomes[index])
 
-    async def _call(self, batch: list[_Pending]) -> pb.SubmitCallsResponse | Exception:
+    async def _result(
+        self, batch: list[_Pending], reply: Awaitable[pb.SubmitCallsResponse] | Exception
+    ) -> pb.SubmitCallsResponse | Exception:
         """Core's reply to the batch, or what made the call fail."""
-        timeout = max(min(p.deadline for p in batch) - time.monotonic(), MIN_TIMEOUT)
-        if self._observe is not None:
-            self._observe(len(batch))
+        if isinstance(reply, Exception):
+            return reply
         try:
-            response = await self._send([p.command for p in batch], timeout)
+            response = await reply
         except Exception as error:
             return error
         if len(response.outcomes) != len(batch):

@@ -12,7 +12,7 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import falcon.asgi
@@ -155,17 +155,18 @@ class CoreClient:
             raise self._refusal(status, service_auth=True)
         return outcome
 
-    async def _submit_calls(
+    def _submit_calls(
         self, commands: Sequence[call_service_pb2.CallCommand], seconds: float
-    ) -> call_service_pb2.SubmitCallsResponse:
+    ) -> Awaitable[call_service_pb2.SubmitCallsResponse]:
+        """Starts the batch's call at once (the batcher awaits it)."""
         # The batch goes with the first command's request id (core logs each command's), and
         # with no client address: its requests come from many.
         request = call_service_pb2.SubmitCallsRequest(commands=commands)
         metadata = vats_rpc.token_metadata(self._config.service_token, commands[0].request_id)
-        response: call_service_pb2.SubmitCallsResponse = await self.calls.SubmitCalls(
+        call: Awaitable[call_service_pb2.SubmitCallsResponse] = self.calls.SubmitCalls(
             request, metadata=metadata, timeout=seconds
         )
-        return response
+        return call
 
     async def upload_record(
         self, channel_key: str, file_name: str, chunks: AsyncIterator[bytes], request_id: str

@@ -64,18 +64,20 @@ class Sent:
 
 @dataclass
 class FakeSend:
-    """The send function of a Batcher: records every batch and holds it until answered."""
+    """The send function of a Batcher: records every batch and holds it until answered.
+    As a grpc.aio call does, a batch leaves when the function is called, and what it
+    returns is awaited for the reply."""
 
     sent: list[Sent] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def __call__(
+    def __call__(
         self, commands: Sequence[pb.CallCommand], seconds: float
-    ) -> pb.SubmitCallsResponse:
+    ) -> asyncio.Future[pb.SubmitCallsResponse]:
         reply: asyncio.Future[pb.SubmitCallsResponse] = asyncio.get_running_loop().create_future()
         self.sent.append(Sent(list(commands), seconds, reply))
         self.arrived.set()
-        return await reply
+        return reply
 
     async def batch(self, index: int) -> Sent:
         """Batch `index` (0-based), once it was sent."""
@@ -147,6 +149,49 @@ async def test_a_lone_command_goes_at_once_as_a_batch_of_one() -> None:
     assert await results([task]) == ["a"]
     assert send.batches == [["a"]]
     assert sizes == [1]
+
+
+async def test_a_batch_leaves_when_it_is_dispatched_not_after_what_the_loop_has_ready() -> None:
+    send = FakeSend()
+    batcher = Batcher(send, 5.0, max_in_flight=1)
+    (a,) = submit(batcher, "a")
+    await asyncio.sleep(0)  # the submit has run; nothing else has had a turn since
+    assert send.batches == [["a"]]
+    b, c = submit(batcher, "b", "c")
+    await asyncio.sleep(0)
+    assert send.batches == [["a"]]
+    # The reply's turn sends the next batch, before any of its own waiters is answered.
+    send.sent[0].answer()
+    await asyncio.sleep(0)
+    assert send.batches == [["a"], ["b", "c"]]
+    assert not a.done()
+    send.sent[1].answer()
+    assert await results([a, b, c]) == ["a", "b", "c"]
+
+
+async def test_a_send_that_fails_at_once_fails_its_batch_and_the_next_goes() -> None:
+    boom = Boom("the channel is closed")
+    send = FakeSend()
+    calls = 0
+
+    def failing_first(
+        commands: Sequence[pb.CallCommand], seconds: float
+    ) -> asyncio.Future[pb.SubmitCallsResponse]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise boom
+        return send(commands, seconds)
+
+    batcher = Batcher(failing_first, 5.0, max_in_flight=1)
+    (a,) = submit(batcher, "a")
+    with pytest.raises(Boom) as caught:
+        async with asyncio.timeout(WAIT):
+            await a
+    assert caught.value is boom
+    (b,) = submit(batcher, "b")
+    (await send.batch(0)).answer()
+    assert await results([b]) == ["b"]
 
 
 async def test_commands_that_queue_behind_the_batches_in_flight_go_together() -> None:
