@@ -168,12 +168,18 @@ class EventHub:
         self._inbox_lock = threading.Lock()
 
     def publish(self, event: PublishedEvent) -> None:
-        if threading.get_ident() == getattr(self._loop, "_thread_id", None):
+        if self._on_loop():
             # On the loop: at once, after what was posted before it.
             self._drain()
             self._dispatch(event)
         else:
             self._post(self._dispatch, event)
+
+    def _on_loop(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:  # a thread with no loop running
+            return False
 
     def _post(self, work: Callable[[Any], None], arg: Any) -> None:
         """Run work(arg) on the loop, after everything posted before it."""

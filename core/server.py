@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -372,7 +373,11 @@ def main() -> None:
     config = vats_settings.load(CoreConfig.from_env)
     logs.setup(config.log_level)
     try:
-        asyncio.run(serve(config))
+        # uvloop, as the gateway's: each request wakes the loop several times (the RPC, the
+        # storage thread's result, its events), and each wake costs less (create_call at rest:
+        # about 0.1-0.5 ms less, measured against asyncio's loop in turns).
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve(config))
     except DataDirInUse as error:
         log.error("%s", error)
         raise SystemExit(1) from None
