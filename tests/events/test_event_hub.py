@@ -7,6 +7,8 @@ import asyncio
 import threading
 from typing import cast
 
+import uvloop
+
 from core.events import EventHub, TokenRevoked
 from core.model import CallView, PublishedEvent, utc_now
 
@@ -65,9 +67,10 @@ async def test_a_publish_on_the_loop_comes_after_what_threads_posted_before_it()
     assert len(items) == 2 and not isinstance(items[0], PublishedEvent)
 
 
-async def test_the_reply_of_the_work_that_made_events_is_resumed_before_the_streams() -> None:
-    # A storage thread publishes its commit's events and then hands back its result, as
-    # run_in_executor does; the loop is busy meanwhile, so both wait for the same turn.
+async def reply_and_stream_order() -> list[str]:
+    """A storage thread publishes its commit's events and then hands back its result, as
+    run_in_executor does; the loop is busy meanwhile, so both wait for the same turn. In
+    what order the RPC waiting for the result and a stream of the events go on."""
     loop = asyncio.get_running_loop()
     hub = EventHub(loop)
     watcher = hub.subscribe("watcher")
@@ -89,4 +92,14 @@ async def test_the_reply_of_the_work_that_made_events_is_resumed_before_the_stre
     await reply
     order.append("reply")
     await asyncio.wait_for(streaming, 10)
-    assert order == ["reply", "event"]
+    return order
+
+
+async def test_the_reply_of_the_work_that_made_events_is_resumed_before_the_streams() -> None:
+    assert await reply_and_stream_order() == ["reply", "event"]
+
+
+def test_on_uvloop_too_the_reply_is_resumed_before_the_streams() -> None:
+    # Core's loop.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(reply_and_stream_order()) == ["reply", "event"]
