@@ -12,14 +12,15 @@ import vats_settings
 from gateway import logs
 from gateway.app import GatewayApp, create_app
 from gateway.config import Config
-from vats_lifetime import end_with_launcher
+from vats_lifetime import end_with_launcher, freeze_startup_heap
 
 # uvicorn's exit status when the server could not start.
 STARTUP_FAILURE = 3
 
 
 class GatewayServer(uvicorn.Server):
-    """uvicorn, ending the card streams as soon as shutdown begins.
+    """uvicorn, freezing the startup heap once it serves (vats_lifetime), and ending the
+    card streams as soon as shutdown begins.
 
     Card streams never end by themselves, and uvicorn tells the app it is
     stopping (the lifespan shutdown event) only once every request has ended.
@@ -28,6 +29,10 @@ class GatewayServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: GatewayApp) -> None:
         super().__init__(config)
         self._app = app
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        freeze_startup_heap()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self._app.end_streams()

