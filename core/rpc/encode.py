@@ -42,9 +42,7 @@ def timestamp(value: datetime | None) -> Timestamp | None:
     if value is None:
         return None
     since = (value if value.tzinfo is not None else value.replace(tzinfo=UTC)) - _EPOCH
-    return Timestamp(
-        seconds=since.days * 86400 + since.seconds, nanos=since.microseconds * 1000
-    )
+    return Timestamp(seconds=since.days * 86400 + since.seconds, nanos=since.microseconds * 1000)
 
 
 def duration(value: timedelta | float | None) -> Duration | None:
