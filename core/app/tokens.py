@@ -8,6 +8,7 @@ over, then revoking the old one: both work in between.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
@@ -38,6 +39,8 @@ from vocabulary import wire_time
 TICKET_TTL = timedelta(seconds=60)
 # The longest lifetime a token may be issued with.
 MAX_TTL = timedelta(days=3650)
+# Tokens kept by their secret's hash at most (see KnownTokens).
+MAX_KNOWN_TOKENS = 10_000
 _MILLISECOND = timedelta(milliseconds=1)
 
 
@@ -67,10 +70,46 @@ def _check_issue(role: Role, employee_id: int | None, ttl: timedelta | None) -> 
         raise InvalidRequest.of(errors)
 
 
+class KnownTokens:
+    """Tokens found by their secret's hash, so that a request need not read its token.
+
+    Kept only while this process is the store's one writer: every revocation then passes
+    through TokenDesk.revoke, which forgets them all once it has committed. A read that a
+    revocation overtook (begun before it, finished after) is not kept: `keep` is given the
+    count of revocations taken before the read. Expiry is checked at every use.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: dict[str, Token] = {}
+        self._revocations = 0
+
+    def get(self, hashed: str) -> Token | None:
+        return self._tokens.get(hashed)
+
+    @property
+    def revocations(self) -> int:
+        return self._revocations
+
+    def keep(self, hashed: str, token: Token, revocations: int) -> None:
+        with self._lock:
+            if revocations != self._revocations:
+                return
+            if len(self._tokens) >= MAX_KNOWN_TOKENS:
+                self._tokens.clear()
+            self._tokens[hashed] = token
+
+    def forget_all(self) -> None:
+        with self._lock:
+            self._revocations += 1
+            self._tokens.clear()
+
+
 class TokenDesk:
     def __init__(self, store: Store, clock: Callable[[], datetime] = utc_now) -> None:
         self.store = store
         self.clock = clock
+        self._known = KnownTokens() if store.single_writer else None
         # Ends the open streams of a revoked token (set by the server's wiring).
         self.on_revoked: Callable[[str], None] | None = None
 
@@ -94,12 +133,24 @@ class TokenDesk:
         """The principal of a bearer token's secret."""
         if not secret:
             raise Unauthenticated("missing token: send 'authorization: Bearer <token>'")
-        token = units.read(self.store, lambda uow: uow.tokens.by_secret_hash(secret_hash(secret)))
+        token = self._by_secret_hash(secret_hash(secret))
         refusal = _refusal(token, self.clock())
         if refusal is not None:
             raise refusal
         assert token is not None
         return _principal(token)
+
+    def _by_secret_hash(self, hashed: str) -> Token | None:
+        known = self._known
+        if known is None:
+            return units.read(self.store, lambda uow: uow.tokens.by_secret_hash(hashed))
+        token = known.get(hashed)
+        if token is None:
+            revocations = known.revocations
+            token = units.read(self.store, lambda uow: uow.tokens.by_secret_hash(hashed))
+            if token is not None and token.revoked_at is None:
+                known.keep(hashed, token, revocations)
+        return token
 
     def link_holder(self, token_id: str, *, address: str = "") -> Principal:
         """The principal of the token a signed link was made for, at `address`: the
@@ -171,6 +222,8 @@ class TokenDesk:
             note(uow, actor, Action.TOKEN_REVOKED, token.revoked_at, token_id)
 
         units.write(self.store, work)
+        if self._known is not None:
+            self._known.forget_all()
         if self.on_revoked is not None:
             self.on_revoked(token_id)
 

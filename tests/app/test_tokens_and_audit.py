@@ -3,6 +3,7 @@ mongomock, with a clock the tests move instead of waiting."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -13,7 +14,7 @@ import pytest
 
 from core.app.admin import ChannelAdmin, DirectoryAdmin
 from core.app.audit import Action, AuditFilter, AuditTrail
-from core.app.tokens import MAX_TTL, TICKET_TTL, TokenDesk
+from core.app.tokens import MAX_TTL, TICKET_TTL, KnownTokens, TokenDesk
 from core.auth import Credentials, Principal, Role, Scheme
 from core.errors import (
     InvalidRequest,
@@ -104,6 +105,55 @@ def test_a_token_is_refused_once_its_lifetime_has_passed(tokens: TokenDesk, cloc
     assert refused.value.reason == "token_expired"
     assert isinstance(refused.value, Unauthenticated)
     assert f"expired at {rfc3339(clock.start + timedelta(seconds=30))};" in str(refused.value)
+
+
+# --- tokens kept by a single writer's desk ----------------------------------------------------
+
+
+def revoke_behind_the_desk(store: Store, token_id: str) -> None:
+    """What only another core sharing the store could do: revoke without this desk."""
+    with store.unit_of_work() as uow:
+        token = uow.tokens.get(token_id)
+        assert token is not None
+        uow.tokens.save(dataclasses.replace(token, revoked_at=utc_now()))
+        uow.commit()
+
+
+def test_a_token_revoked_through_the_desk_is_refused_at_once(tokens: TokenDesk) -> None:
+    token, secret = tokens.issue(Role.SERVICE, None)
+    for _ in range(2):
+        assert tokens.authenticate(secret).token_id == token.token_id
+    tokens.revoke(token.token_id)
+    with pytest.raises(Unauthenticated):
+        tokens.authenticate(secret)
+
+
+def test_only_a_single_writer_stores_desk_keeps_the_tokens_it_read(
+    store: Store, tokens: TokenDesk
+) -> None:
+    token, secret = tokens.issue(Role.SERVICE, None)
+    tokens.authenticate(secret)
+    revoke_behind_the_desk(store, token.token_id)
+    if store.single_writer:
+        # Nothing but this desk revokes there: a token once read is not read again.
+        assert tokens.authenticate(secret).token_id == token.token_id
+    else:
+        # Other cores revoke there too: every request reads its token.
+        with pytest.raises(Unauthenticated):
+            tokens.authenticate(secret)
+
+
+def test_a_read_that_a_revocation_overtook_is_not_kept(tokens: TokenDesk) -> None:
+    token, _ = tokens.issue(Role.SERVICE, None)
+    known = KnownTokens()
+    before = known.revocations
+    known.forget_all()  # committed while the read was under way
+    known.keep("hash", token, before)
+    assert known.get("hash") is None
+    known.keep("hash", token, known.revocations)
+    assert known.get("hash") is token
+    known.forget_all()
+    assert known.get("hash") is None
 
 
 def test_a_token_without_a_lifetime_never_expires(tokens: TokenDesk, clock: Clock) -> None:
