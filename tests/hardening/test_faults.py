@@ -323,10 +323,16 @@ def test_slow_storage_bounds_replies_keeps_the_gateway_responsive_and_sheds_late
         stored = {c.phone for c in core.list_calls()}
         applied_late = [p for p in refused if p in stored]
         assert len(applied_late) <= 1, applied_late
-        # Retrying what was refused works once the load is gone, and makes one call each.
+        # Retrying what was refused works once the load is gone, and makes one call each. A
+        # retry may itself meet the 0.6 s store's 1 s deadline on a busy machine: the PBX
+        # retries until it is answered, and so does this (a few times at most).
         for phone in refused:
             if phone not in stored:
-                assert http.post(stack.calls_url, json=call_body(phone=phone)).status_code == 200
+                statuses = []
+                while len(statuses) < 3 and 200 not in statuses:
+                    reply = http.post(stack.calls_url, json=call_body(phone=phone))
+                    statuses.append(reply.status_code)
+                assert statuses[-1] == 200, statuses
         phones_now = [c.phone for c in core.list_calls()]
         assert all(phones_now.count(p) == 1 for p in phones), phones_now
         core.close()
