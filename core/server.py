@@ -40,7 +40,7 @@ from telephony.v1 import (
     directory_service_pb2,
     directory_service_pb2_grpc,
 )
-from vats_lifetime import freeze_startup_heap
+from vats_lifetime import settle_garbage_collector
 
 log = logging.getLogger("vats.core")
 
@@ -359,7 +359,7 @@ class Core:
 async def serve(config: CoreConfig) -> None:
     core = Core(config)
     port = await core.start()
-    freeze_startup_heap()
+    settle_garbage_collector()
     where = "MongoDB" if core.store.kind == "mongodb" else f"SQLite in {config.data_dir}"
     log.info("core listening on %s (port %d), data in %s", config.grpc_addr, port, where)
     stopping = asyncio.Event()

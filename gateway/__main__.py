@@ -12,14 +12,14 @@ import vats_settings
 from gateway import logs
 from gateway.app import GatewayApp, create_app
 from gateway.config import Config
-from vats_lifetime import end_with_launcher, freeze_startup_heap
+from vats_lifetime import end_with_launcher, settle_garbage_collector
 
 # uvicorn's exit status when the server could not start.
 STARTUP_FAILURE = 3
 
 
 class GatewayServer(uvicorn.Server):
-    """uvicorn, freezing the startup heap once it serves (vats_lifetime), and ending the
+    """uvicorn, settling the garbage collector once it serves (vats_lifetime), and ending the
     card streams as soon as shutdown begins.
 
     Card streams never end by themselves, and uvicorn tells the app it is
@@ -32,7 +32,7 @@ class GatewayServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        freeze_startup_heap()
+        settle_garbage_collector()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self._app.end_streams()
