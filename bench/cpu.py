@@ -4,6 +4,8 @@ request costs each process, beside its ceiling's, whatever the machine's load.""
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -40,3 +42,21 @@ class CpuMeter:
         if not requests:
             return {}
         return {name: 1000 * used / requests for name, used in self.used.items()}
+
+
+def wait_until_idle(
+    pids: Iterable[int], *, busy: float = 0.05, window: float = 0.5, limit: float = 20.0
+) -> float:
+    """Wait until each process uses less than `busy` of a CPU over `window` seconds, or
+    `limit` seconds have passed: what a previous load left them doing (closing thousands
+    of streams, collecting their garbage) is not timed as part of the next. Returns the
+    seconds waited."""
+    pids = list(pids)
+    began = time.monotonic()
+    while time.monotonic() - began < limit:
+        before = [cpu_seconds(pid) for pid in pids]
+        time.sleep(window)
+        used = [cpu_seconds(pid) - b for pid, b in zip(pids, before, strict=True)]
+        if all(u < busy * window for u in used):
+            break
+    return time.monotonic() - began
