@@ -328,7 +328,7 @@ def test_slow_storage_bounds_replies_keeps_the_gateway_responsive_and_sheds_late
         # retries until it is answered, and so does this (a few times at most).
         for phone in refused:
             if phone not in stored:
-                statuses = []
+                statuses: list[int] = []
                 while len(statuses) < 3 and 200 not in statuses:
                     reply = http.post(stack.calls_url, json=call_body(phone=phone))
                     statuses.append(reply.status_code)
