@@ -3,12 +3,13 @@ MongoDB when VATS_TEST_MONGODB_URI is set."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import mongomock
 import pymongo
@@ -16,6 +17,9 @@ import pytest
 
 from core.recordings.blobs import FileBlobStore
 from core.storage.port import Store
+from core.storage.sqlite import SqliteStore
+
+S = TypeVar("S", bound=Store)
 
 MONGODB_URI = os.environ.get("VATS_TEST_MONGODB_URI")
 
@@ -31,8 +35,6 @@ class Backend:
 
 
 def _sqlite(tmp_path: Path) -> Backend:
-    from core.storage.sqlite import SqliteStore
-
     blobs = FileBlobStore(tmp_path)
     return Backend("sqlite", lambda: SqliteStore(tmp_path / "vats.db", blobs), blobs)
 
@@ -64,11 +66,23 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         real.close()
 
 
-@pytest.fixture
-def store(backend: Backend) -> Iterator[Store]:
-    opened = backend.open()
+@contextlib.contextmanager
+def _prepared(opened: S) -> Iterator[S]:
     opened.prepare()
     try:
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture
+def store(backend: Backend) -> Iterator[Store]:
+    with _prepared(backend.open()) as opened:
+        yield opened
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[SqliteStore]:
+    """The SQLite store alone, for the tests of what only it does (their `store`)."""
+    with _prepared(SqliteStore(tmp_path / "vats.db", FileBlobStore(tmp_path))) as opened:
+        yield opened

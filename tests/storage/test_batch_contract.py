@@ -10,8 +10,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-import pytest
-
 from core.app import UseCases
 from core.app.admin import ChannelRef
 from core.app.calls import CallCommands
@@ -23,10 +21,16 @@ from core.domain import (
     UpdateCall,
 )
 from core.errors import NotFound
-from core.model import CallQuery, CallView, Department
-from core.storage.port import StorageConflict, Store, UnitOfWork
+from core.model import CallView
+from core.storage.port import Store, UnitOfWork
 from tests.storage.event_sink import Sink
 from tests.storage.sqlite_records import add_call_with_event as add_call
+from tests.storage.sqlite_records import (
+    commit_call,
+    stored_departments,
+    stored_pbx_ids,
+    units_failing_between_two_commits,
+)
 from tests.storage.storage_marks import ON_ATOMIC_BACKENDS
 
 T = TypeVar("T")
@@ -42,17 +46,6 @@ SEED = {
 def read(store: Store, work: Callable[[UnitOfWork], T]) -> T:
     with store.reading() as uow:
         return work(uow)
-
-
-def commit_call(store: Store, pbx_call_id: str) -> None:
-    with store.unit_of_work() as uow:
-        add_call(uow, pbx_call_id)
-        uow.commit()
-
-
-def stored_pbx_ids(store: Store) -> set[str]:
-    calls = read(store, lambda uow: uow.calls.page(CallQuery(), None, 500))
-    return {c.pbx_call_id for c in calls if c.pbx_call_id}
 
 
 def test_units_committed_in_a_batch_are_all_stored_and_published_in_order(store: Store) -> None:
@@ -87,21 +80,9 @@ def test_a_unit_that_fails_in_a_batch_leaves_the_others(store: Store) -> None:
     sink = Sink()
     store.set_event_sink(sink)
     with store.batch():
-        commit_call(store, "a")
-        with pytest.raises(ValueError), store.unit_of_work() as uow:
-            uow.departments.save(Department(9, "Never"))
-            add_call(uow, "failed")
-            raise ValueError("the work failed")
-        with store.unit_of_work() as uow:  # left without commit
-            uow.departments.save(Department(8, "Left open"))
-            add_call(uow, "left-open")
-        with pytest.raises(StorageConflict), store.unit_of_work() as uow:
-            uow.departments.save(Department(7, "Conflicting"))
-            add_call(uow, "taken")
-            uow.commit()
-        commit_call(store, "e")
+        units_failing_between_two_commits(store)
     assert stored_pbx_ids(store) == {"taken", "a", "e"}
-    assert read(store, lambda uow: uow.departments.list()) == []
+    assert stored_departments(store) == []
     assert sink.pbx_ids == ["a", "e"]
     assert sink.seqs == [2, 3]
 

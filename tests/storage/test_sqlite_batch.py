@@ -10,57 +10,32 @@ import functools
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from core.model import CallQuery, Department
 from core.recordings.blobs import FileBlobStore
-from core.storage.port import StorageConflict
 from core.storage.sqlite import SqliteStore
 from core.storage.sqlite.store import MAX_GROUP, CommitStats
 from tests.storage.event_sink import Sink
 from tests.storage.killed_writer import killed_after
 from tests.storage.sqlite_records import add_call_with_event as add_call
+from tests.storage.sqlite_records import (
+    commit_call,
+    fail_unit,
+    stored_departments,
+    stored_pbx_ids,
+    units_failing_between_two_commits,
+)
 
 WAIT_SECONDS = 10.0
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    opened = SqliteStore(tmp_path / "vats.db", FileBlobStore(tmp_path))
-    opened.prepare()
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
-def commit_call(store: SqliteStore, pbx_call_id: str) -> None:
-    with store.unit_of_work() as uow:
-        add_call(uow, pbx_call_id)
-        uow.commit()
-
-
-def fail_unit(store: SqliteStore, department_id: int) -> None:
-    """A unit that writes, then fails inside its work."""
-    with pytest.raises(ValueError), store.unit_of_work() as uow:
-        uow.departments.save(Department(department_id, "Never"))
-        add_call(uow, f"never-{department_id}")
-        raise ValueError("the work failed")
-
-
-def stored_pbx_ids(store: SqliteStore) -> set[str]:
-    """What a reading unit sees: only what is committed."""
-    with store.reading() as uow:
-        return {c.pbx_call_id for c in uow.calls.page(CallQuery(), None, 500) if c.pbx_call_id}
-
-
-def stored_departments(store: SqliteStore) -> list[int]:
-    with store.reading() as uow:
-        return [d.department_id for d in uow.departments.list()]
+def store(sqlite_store: SqliteStore) -> SqliteStore:
+    return sqlite_store
 
 
 def seen_by_a_writing_unit(store: SqliteStore, pbx_call_id: str) -> bool:
@@ -156,16 +131,7 @@ def test_a_unit_that_fails_in_a_batch_is_undone_alone(store: SqliteStore) -> Non
     store.set_event_sink(sink)
     before = store.commit_stats()
     with store.batch():
-        commit_call(store, "a")
-        fail_unit(store, 9)
-        with store.unit_of_work() as uow:  # left without commit
-            uow.departments.save(Department(8, "Left open"))
-            add_call(uow, "left-open")
-        with pytest.raises(StorageConflict), store.unit_of_work() as uow:
-            uow.departments.save(Department(7, "Conflicting"))
-            add_call(uow, "taken")
-            uow.commit()
-        commit_call(store, "e")
+        units_failing_between_two_commits(store)
     assert since(store, before) == (1, 2)
     assert stored_pbx_ids(store) == {"taken", "a", "e"}
     assert stored_departments(store) == []

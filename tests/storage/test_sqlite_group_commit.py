@@ -7,36 +7,27 @@ import dataclasses
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from core.model import CallQuery, Department
+from core.model import Department
 from core.recordings.blobs import FileBlobStore
 from core.storage.port import StorageConflict, UnitOfWork
 from core.storage.sqlite import SqliteStore
 from tests.storage.event_sink import Sink
 from tests.storage.killed_writer import killed_after
 from tests.storage.sqlite_records import add_call_with_event as add_call
+from tests.storage.sqlite_records import stored_pbx_ids
 
 WAIT_SECONDS = 10.0
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    opened = SqliteStore(tmp_path / "vats.db", FileBlobStore(tmp_path))
-    opened.prepare()
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
-def stored_pbx_ids(store: SqliteStore) -> set[str]:
-    with store.reading() as uow:
-        return {c.pbx_call_id for c in uow.calls.page(CallQuery(), None, 100) if c.pbx_call_id}
+def store(sqlite_store: SqliteStore) -> SqliteStore:
+    return sqlite_store
 
 
 @dataclasses.dataclass

@@ -45,13 +45,8 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    opened = SqliteStore(tmp_path / "vats.db", FileBlobStore(tmp_path))
-    opened.prepare()
-    try:
-        yield opened
-    finally:
-        opened.close()
+def store(sqlite_store: SqliteStore) -> SqliteStore:
+    return sqlite_store
 
 
 def open_store(path: Path, blobs_dir: Path) -> SqliteStore:
