@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -164,7 +165,7 @@ class EventHub:
         self.published = 0
         # What other threads posted for the loop, in order: the events of one commit wake
         # the loop once, not once each.
-        self._inbox: list[tuple[Callable[[Any], None], Any]] = []
+        self._inbox: list[Callable[[], None]] = []
         self._inbox_lock = threading.Lock()
 
     def publish(self, event: PublishedEvent) -> None:
@@ -173,7 +174,7 @@ class EventHub:
             self._drain()
             self._dispatch(event)
         else:
-            self._post(self._dispatch, event)
+            self._post(functools.partial(self._dispatch, event))
 
     def _on_loop(self) -> bool:
         try:
@@ -181,10 +182,10 @@ class EventHub:
         except RuntimeError:  # a thread with no loop running
             return False
 
-    def _post(self, work: Callable[[Any], None], arg: Any) -> None:
-        """Run work(arg) on the loop, after everything posted before it."""
+    def _post(self, work: Callable[[], None]) -> None:
+        """Run `work` on the loop, after everything posted before it."""
         with self._inbox_lock:
-            self._inbox.append((work, arg))
+            self._inbox.append(work)
             if len(self._inbox) > 1:
                 return  # the loop is woken already, for the first of them
         self._loop.call_soon_threadsafe(self._woken)
@@ -198,16 +199,16 @@ class EventHub:
     def _drain(self) -> None:
         with self._inbox_lock:
             posted, self._inbox = self._inbox, []
-        for work, arg in posted:
+        for work in posted:
             try:
-                work(arg)
+                work()
             except Exception:
                 # As the loop does with a failing callback: the others still run.
                 log.exception("delivering %r failed", work)
 
     def revoke(self, token_id: str) -> None:
         """End at once every stream opened with a token that was just revoked."""
-        self._post(self._revoke, token_id)
+        self._post(functools.partial(self._revoke, token_id))
 
     def _revoke(self, token_id: str) -> None:
         self._remote_tokens.discard(token_id)
@@ -226,7 +227,7 @@ class EventHub:
 
     def reset_all(self) -> None:
         """Every subscriber starts over (the event source lost its place)."""
-        self._post(self._dispatch_reset, None)
+        self._post(self._dispatch_reset)
 
     def _dispatch(self, event: PublishedEvent) -> None:
         self.published += 1
@@ -245,7 +246,7 @@ class EventHub:
             for subscription in by_employee[employee_id]:
                 subscription.offer(item)
 
-    def _dispatch_reset(self, _: None = None) -> None:
+    def _dispatch_reset(self) -> None:
         for subscription in self._subscriptions:
             subscription.offer(_LAGGING)
 
