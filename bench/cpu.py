@@ -46,17 +46,15 @@ class CpuMeter:
 
 def wait_until_idle(
     pids: Iterable[int], *, busy: float = 0.05, window: float = 0.5, limit: float = 20.0
-) -> float:
+) -> None:
     """Wait until each process uses less than `busy` of a CPU over `window` seconds, or
     `limit` seconds have passed: what a previous load left them doing (closing thousands
-    of streams, collecting their garbage) is not timed as part of the next. Returns the
-    seconds waited."""
+    of streams, collecting their garbage) is not timed as part of the next."""
     pids = list(pids)
-    began = time.monotonic()
-    while time.monotonic() - began < limit:
+    ends = time.monotonic() + limit
+    while time.monotonic() < ends:
         before = [cpu_seconds(pid) for pid in pids]
         time.sleep(window)
         used = [cpu_seconds(pid) - b for pid, b in zip(pids, before, strict=True)]
         if all(u < busy * window for u in used):
-            break
-    return time.monotonic() - began
+            return
