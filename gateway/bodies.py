@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+import io
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import falcon
 import falcon.asgi
-from falcon.asgi.multipart import BodyPart, MultipartForm, MultipartParseError
+import falcon.media.multipart
+from falcon.asgi.multipart import MultipartParseError
 
 from gateway import forms
 from gateway.config import Config
@@ -16,10 +19,15 @@ from gateway.errors import GatewayError, invalid_fields
 
 # Recordings travel to core in chunks of this size (the last one may be shorter).
 CHUNK_SIZE = 64 * 1024
+# A multipart body no longer than this (by its Content-Length) is read whole, then parsed in
+# one go: parsing a PBX request's few fields as they stream in costs several times the CPU
+# (every line of the form is an await). Longer bodies, recordings, are parsed as they come.
+BUFFERED_MULTIPART_BYTES = 64 * 1024
 
 MULTIPART = "multipart/form-data"
 URLENCODED = "application/x-www-form-urlencoded"
 JSON = "application/json"
+PLAIN_TEXT = "text/plain"
 ACCEPTED = (MULTIPART, URLENCODED, JSON)
 
 # Given the recording's file name and its bytes, stores it and returns its id.
@@ -101,12 +109,44 @@ async def _read_limited(req: falcon.asgi.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+class _PartStream(Protocol):
+    async def read(self, size: int = -1, /) -> bytes: ...
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+
+class _Part(Protocol):
+    """A form part as it is read: Falcon's streamed part, or a part of a form read whole."""
+
+    @property
+    def name(self) -> str | None: ...
+
+    @property
+    def filename(self) -> str | None: ...
+
+    @property
+    def content_type(self) -> str: ...
+
+    @property
+    def stream(self) -> _PartStream: ...
+
+
 async def _read_multipart(req: falcon.asgi.Request, config: Config, upload: Uploader) -> CallBody:
-    body = _CountedBody(req.stream)
+    handler = req.options.media_handlers[falcon.MEDIA_MULTIPART]
+    assert isinstance(handler, falcon.media.MultipartFormHandler)
+    expected = req.content_length
+    streamed: _CountedBody | None = None
+    parts: AsyncIterable[_Part]
+    if expected is not None and expected <= BUFFERED_MULTIPART_BYTES:
+        whole = await _read_limited(req, expected)
+        parts = _buffered_parts(handler.deserialize(io.BytesIO(whole), req.content_type, expected))
+    else:
+        streamed = _CountedBody(req.stream)
+        parts = await handler.deserialize_async(streamed, req.content_type, expected)
     try:
-        return await _read_parts(req, body, config, upload)
+        return await _read_parts(parts, config, upload)
     except MultipartParseError as err:
-        if req.content_length is not None and body.received < req.content_length:
+        if streamed is not None and expected is not None and streamed.received < expected:
             raise cut_off() from None
         raise bad_request(f"not a well-formed multipart form: {err.description}") from None
 
@@ -133,15 +173,50 @@ class _CountedBody:
             yield chunk
 
 
-async def _read_parts(
-    req: falcon.asgi.Request, body: _CountedBody, config: Config, upload: Uploader
-) -> CallBody:
-    handler = req.options.media_handlers[falcon.MEDIA_MULTIPART]
-    assert isinstance(handler, falcon.media.MultipartFormHandler)
-    form_parts = await handler.deserialize_async(body, req.content_type, req.content_length)
-    async with contextlib.aclosing(_counted(form_parts, config.max_form_parts)) as parts:
-        reader = _FormReader(parts, config)
-        async for part in parts:
+async def _buffered_parts(
+    form: falcon.media.multipart.MultipartForm,
+) -> AsyncGenerator[_Part, None]:
+    for part in form:
+        yield _BufferedPart(part)
+
+
+class _BufferedPart:
+    """A part of a form read whole, read as a streamed part is (nothing waits)."""
+
+    def __init__(self, part: falcon.media.multipart.BodyPart) -> None:
+        self._part = part
+
+    @property
+    def name(self) -> str | None:
+        return self._part.name
+
+    @property
+    def filename(self) -> str | None:
+        return self._part.filename
+
+    @property
+    def content_type(self) -> str:
+        return self._part.content_type
+
+    @property
+    def stream(self) -> _BufferedPart:
+        return self
+
+    async def read(self, size: int = -1, /) -> bytes:
+        return self._part.stream.read(size)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncGenerator[bytes, None]:
+        while chunk := self._part.stream.read(CHUNK_SIZE):
+            yield chunk
+
+
+async def _read_parts(parts: AsyncIterable[_Part], config: Config, upload: Uploader) -> CallBody:
+    async with contextlib.aclosing(_counted(parts, config.max_form_parts)) as counted:
+        reader = _FormReader(counted, config)
+        async for part in counted:
             name, file_name, charset = _part_headers(part)
             if _is_recording(name, file_name):
                 assert file_name is not None
@@ -152,11 +227,15 @@ async def _read_parts(
     return CallBody(_parse(reader.form))
 
 
-def _part_headers(part: BodyPart) -> tuple[str, str | None, str]:
+def _part_headers(part: _Part) -> tuple[str, str | None, str]:
     """The part's field name, file name (None for a plain field) and charset."""
     try:
         name, file_name = part.name or "", part.filename
-        charset = falcon.parse_header(part.content_type)[1].get("charset") or "utf-8"
+        content_type = part.content_type
+        # A plain field has no Content-Type of its own (Falcon then names text/plain).
+        charset = "utf-8"
+        if content_type != PLAIN_TEXT:
+            charset = falcon.parse_header(content_type)[1].get("charset") or charset
     except (UnicodeError, ValueError):
         raise bad_request("a form part has unreadable headers") from None
     try:
@@ -173,7 +252,7 @@ def _is_recording(name: str, file_name: str | None) -> bool:
 class _FormReader:
     """Collects a multipart form's fields; the recording goes on to core as it arrives."""
 
-    def __init__(self, parts: AsyncIterator[BodyPart], config: Config) -> None:
+    def __init__(self, parts: AsyncIterator[_Part], config: Config) -> None:
         self.parts = parts
         self.config = config
         self.form = forms.RawForm()
@@ -181,9 +260,7 @@ class _FormReader:
         # The call the whole form describes, once it has been read to its end.
         self.call: forms.CreateCall | forms.UpdateCall | None = None
 
-    async def read_field(
-        self, part: BodyPart, name: str, file_name: str | None, charset: str
-    ) -> None:
+    async def read_field(self, part: _Part, name: str, file_name: str | None, charset: str) -> None:
         limit = self.config.max_body_bytes
         if file_name is not None:
             # Some other file: not ours to keep, but it counts against the body limit.
@@ -203,14 +280,14 @@ class _FormReader:
         except UnicodeError:
             raise bad_request(f"form field {name!r} is not valid {charset} text") from None
 
-    async def upload(self, part: BodyPart, file_name: str, upload: Uploader) -> str:
+    async def upload(self, part: _Part, file_name: str, upload: Uploader) -> str:
         first = await part.stream.read(CHUNK_SIZE)
         if not first:
             raise invalid_fields({"audio_record": "the file is empty"})
         async with contextlib.aclosing(self._recording(part, first)) as chunks:
             return await upload(file_name, chunks)
 
-    async def _recording(self, part: BodyPart, first: bytes) -> AsyncGenerator[bytes, None]:
+    async def _recording(self, part: _Part, first: bytes) -> AsyncGenerator[bytes, None]:
         limit = self.config.max_record_bytes
         chunk, total = first, 0
         while chunk:
@@ -230,7 +307,7 @@ class _FormReader:
         self.call = _parse(self.form)
 
 
-async def _counted(form_parts: MultipartForm, limit: int) -> AsyncGenerator[BodyPart, None]:
+async def _counted(form_parts: AsyncIterable[_Part], limit: int) -> AsyncGenerator[_Part, None]:
     """The parts; more than `limit` of them is 413 (Falcon stops at the same count)."""
     seen = 0
     try:

@@ -14,6 +14,7 @@ import pytest
 from falcon.testing import ASGIConductor
 from grpc_health.v1 import health, health_pb2_grpc
 
+from gateway import bodies
 from gateway.app import create_app
 from gateway.config import Config
 from telephony.v1 import call_service_pb2, call_service_pb2_grpc
@@ -283,4 +284,139 @@ async def test_unpaired_surrogates_cannot_travel_to_core(app: Any, calls: Watche
         result = await gateway.simulate_post(PATH, body=body, content_type="application/json")
     assert result.status_code == 422, result.text
     assert set(result.json["error"]["fields"]) == {"comment"}
+    assert calls.received == []
+
+
+# --- a multipart body read whole (small) or as it streams in: the same answers ---------------
+
+SMALL_RECORDING = b"RIFF" + b"\x02" * 4000
+CREATE_FIELDS: list[tuple[str, str | None, bytes]] = [
+    ("action", None, b"create_call"),
+    ("direction", None, b"incoming"),
+    ("phone", None, b"+74951234567"),
+]
+
+
+@pytest.fixture(params=["read whole", "streamed"])
+def small_app(
+    request: pytest.FixtureRequest, core: tuple[WatchedCalls, str], monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """The gateway with small form limits; its multipart bodies read whole before they are
+    parsed (all of these are small), or, with no body small enough, parsed as they arrive."""
+    if request.param == "streamed":
+        monkeypatch.setattr(bodies, "BUFFERED_MULTIPART_BYTES", 0)
+    return create_app(
+        Config(
+            {
+                "VATS_CORE_TARGET": core[1],
+                "VATS_SERVICE_TOKEN": SERVICE_TOKEN,
+                "VATS_MAX_FIELD_KB": "1",
+                "VATS_MAX_FORM_PARTS": "6",
+                "VATS_CORE_TIMEOUT": "5",
+            }
+        )
+    )
+
+
+async def post_multipart(app: Any, parts: list[tuple[str, str | None, bytes]]) -> Any:
+    async with ASGIConductor(app) as gateway:
+        return await gateway.simulate_post(PATH, body=raw_multipart(parts), content_type=MULTIPART)
+
+
+async def test_small_multipart_form_reaches_core_as_sent(
+    small_app: Any, calls: WatchedCalls
+) -> None:
+    result = await post_multipart(
+        small_app,
+        [*CREATE_FIELDS, ("comment", None, "звонок".encode()), ("user_ids[]", None, b"7")],
+    )
+    assert result.status_code == 200, result.text
+    (request,) = calls.received
+    assert (request.phone, request.comment, list(request.user_ids)) == (
+        "+74951234567",
+        "звонок",
+        [7],
+    )
+    assert calls.upload_metadata == []
+
+
+@pytest.mark.parametrize("recording_first", [True, False])
+async def test_small_recording_is_uploaded_whole_and_attached(
+    small_app: Any, calls: WatchedCalls, recording_first: bool
+) -> None:
+    recording = ("audio_record", "call.wav", SMALL_RECORDING)
+    parts = [recording, *CREATE_FIELDS] if recording_first else [*CREATE_FIELDS, recording]
+    result = await post_multipart(small_app, parts)
+    assert result.status_code == 200, result.text
+    assert (calls.finished, calls.cancelled) == (1, 0)
+    assert calls.upload_chunks == [len(SMALL_RECORDING)]
+    (request,) = calls.received
+    assert request.recording_id == "rec-1"
+
+
+@pytest.mark.parametrize(
+    ("parts", "status", "field"),
+    [
+        ([*CREATE_FIELDS, ("comment", None, b"x" * 1100)], 413, None),
+        ([*CREATE_FIELDS, *[("comment", None, b"c")] * 4], 413, None),
+        ([*CREATE_FIELDS, ("audio_record", "empty.wav", b"")], 422, "audio_record"),
+        ([*CREATE_FIELDS, ("call_status", None, b"dreaming")], 422, "call_status"),
+    ],
+    ids=["field over the limit", "too many parts", "empty recording", "bad field"],
+)
+async def test_small_multipart_refusals_reach_no_core(
+    small_app: Any,
+    calls: WatchedCalls,
+    parts: list[tuple[str, str | None, bytes]],
+    status: int,
+    field: str | None,
+) -> None:
+    result = await post_multipart(small_app, parts)
+    assert result.status_code == status, result.text
+    if field is not None:
+        assert field in result.json["error"]["fields"]
+    assert calls.received == []
+    assert calls.upload_metadata == []
+
+
+async def test_small_form_refused_after_its_recording_keeps_nothing(
+    small_app: Any, calls: WatchedCalls
+) -> None:
+    parts = [
+        ("audio_record", "call.wav", SMALL_RECORDING),
+        *CREATE_FIELDS,
+        ("audio_record", "second.wav", SMALL_RECORDING),
+    ]
+    result = await post_multipart(small_app, parts)
+    assert result.status_code == 422, result.text
+    assert "audio_record" in result.json["error"]["fields"]
+    await upload_ended(calls)
+    assert (calls.finished, calls.cancelled) == (0, 1)
+    assert calls.received == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'--b0und\r\nContent-Disposition: form-data; name="action"\r\n\r\ncreate_call',
+        b"no boundary anywhere",
+        b"--b0und\r\nContent-Transfer-Encoding: base64\r\n\r\nx\r\n--b0und--\r\n",
+    ],
+    ids=["unterminated", "no boundary", "encoded part"],
+)
+async def test_small_malformed_multipart_is_400(
+    small_app: Any, calls: WatchedCalls, body: bytes
+) -> None:
+    async with ASGIConductor(small_app) as gateway:
+        result = await gateway.simulate_post(PATH, body=body, content_type=MULTIPART)
+    assert result.status_code == 400, result.text
+    assert result.json["error"]["code"] == "bad_request"
+    assert calls.received == []
+
+
+async def test_small_multipart_cut_off_is_400(small_app: Any, calls: WatchedCalls) -> None:
+    body = raw_multipart([*CREATE_FIELDS, ("audio_record", "call.wav", SMALL_RECORDING)])
+    status, answer = await cut_off(small_app, MULTIPART, body, len(body) - 100)
+    assert status == 400
+    assert "ended early" in answer["error"]["message"]
     assert calls.received == []
