@@ -266,6 +266,11 @@ def _unique(ids: Iterable[int]) -> tuple[int, ...]:
     return tuple(dict.fromkeys(ids))
 
 
+# Callers call again, and every call of theirs is normalized: the numbers seen last are kept.
+PHONES_REMEMBERED = 4096
+
+
+@functools.lru_cache(maxsize=PHONES_REMEMBERED)
 def normalize_phone(phone: str, region: str) -> str:
     """The E.164 form of a real number, or "" for anything else.
 

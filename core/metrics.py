@@ -34,7 +34,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from core.domain import Status
-from core.logs import REQUEST_ID
+from core.logs import REQUEST_ID, RPC_FIELDS
 from core.model import PublishedEvent
 from core.storage.port import EventSink, Store
 
@@ -244,7 +244,8 @@ class _Rpc:
         self.started = time.perf_counter()
         self.messages = 0
 
-    def finish(self, code: grpc.StatusCode) -> None:
+    def finish(self, code: grpc.StatusCode, noted: dict[str, object] | None = None) -> None:
+        """`noted`: what the servicer added to the line (core.logs.note_rpc)."""
         seconds = time.perf_counter() - self.started
         m = self.metrics
         m.rpcs.labels(self.service, self.name, code.name).inc()
@@ -268,6 +269,8 @@ class _Rpc:
         }
         if stream is not None:
             fields["messages"] = self.messages
+        if noted:
+            fields.update(noted)
         log.log(level, "rpc", extra={"fields": fields})
 
 
@@ -361,6 +364,8 @@ class InstrumentedServer(grpc.aio.Server):
         async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             rpc = _Rpc(metrics, method, _request_id(context.invocation_metadata()))
             REQUEST_ID.set(rpc.request_id)
+            noted: dict[str, object] = {}
+            RPC_FIELDS.set(noted)
             error: BaseException | None = None
             try:
                 response = await behavior(request, context)
@@ -368,7 +373,7 @@ class InstrumentedServer(grpc.aio.Server):
                 error = caught
                 raise
             finally:
-                rpc.finish(_code_of(context, error))
+                rpc.finish(_code_of(context, error), noted)
             if method == _UPLOAD_METHOD and response is not None:
                 metrics.recordings_stored.inc()
                 metrics.recording_bytes_stored.inc(response.recording.size_bytes)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
@@ -16,6 +15,7 @@ from core.app.board import Board
 from core.auth import Principal, Role
 from core.board_stream import BoardFeed
 from core.events import CallUpdate, EventStreams
+from core.logs import note_rpc
 from core.model import CallView, Recording
 from core.recordings import LinkSigner
 from core.recordings.library import RecordingLibrary, Upload
@@ -38,8 +38,6 @@ from telephony.v1 import call_pb2, call_service_pb2_grpc
 from telephony.v1 import call_service_pb2 as pb
 
 T = TypeVar("T")
-
-log = logging.getLogger("vats.core.rpc")
 
 _CALL_TYPES = {
     "created": pb.CallEvent.TYPE_CREATED,
@@ -153,16 +151,8 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
             return pb.SubmitCallsResponse(outcomes=outcomes), [_outcome_name(r) for r in results]
 
         response, names = await self.h.call(context, SERVICE, work, runner=self.batches)
-        # One line for the batch: each command's request id, and how it ended.
-        log.info(
-            "commands",
-            extra={
-                "fields": {
-                    "request_ids": [command.request_id[:128] for command in commands],
-                    "outcomes": names,
-                }
-            },
-        )
+        # The batch's log line names each command's request id, and how it ended.
+        note_rpc(request_ids=[command.request_id[:128] for command in commands], outcomes=names)
         return response
 
     async def GetCall(self, request: pb.GetCallRequest, context: Context) -> pb.GetCallResponse:

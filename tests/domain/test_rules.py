@@ -329,6 +329,15 @@ def test_short_numbers_written_differently_match_each_other() -> None:
     assert domain.contact_key("1234567", "RU") != domain.contact_key("+74951234567", "RU")
 
 
+def test_remembered_numbers_normalize_per_region() -> None:
+    # Numbers normalized before are remembered by number and region together.
+    for _ in range(2):
+        assert domain.normalize_phone("4951234567", "RU") == "+74951234567"
+        assert domain.normalize_phone("2025550123", "US") == "+12025550123"
+        assert domain.normalize_phone("4951234567", "US") == ""
+        assert domain.normalize_phone("2025550123", "RU") == ""
+
+
 # --- cards -------------------------------------------------------------------------
 
 

@@ -284,7 +284,7 @@ async def test_a_command_refused_in_a_batch_leaves_its_idempotency_key_free(
     assert outcomes[1].updated.call.state == State.STATE_ANSWERED
 
 
-async def test_core_logs_one_line_per_batch_with_each_commands_request_id_and_outcome(
+async def test_the_batchs_rpc_line_names_each_commands_request_id_and_outcome(
     calls: call_service_pb2_grpc.CallServiceStub, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="vats.core.rpc"):
@@ -294,12 +294,16 @@ async def test_core_logs_one_line_per_batch_with_each_commands_request_id_and_ou
             update(update_request("logged", State.STATE_ANSWERED), "req-2"),
             update(update_request("logged-unknown", State.STATE_ANSWERED), "req-3"),
         )
-    lines = [r for r in caplog.records if r.name == "vats.core.rpc" and r.msg == "commands"]
+    lines = [
+        fields
+        for r in caplog.records
+        if r.name == "vats.core.rpc"
+        and (fields := getattr(r, "fields", {})).get("method", "").endswith("/SubmitCalls")
+    ]
     assert len(lines) == 1
-    assert getattr(lines[0], "fields", None) == {
-        "request_ids": ["req-1", "req-2", "req-3"],
-        "outcomes": ["created", "updated", "not_found"],
-    }
+    assert lines[0]["code"] == "OK"
+    assert lines[0]["request_ids"] == ["req-1", "req-2", "req-3"]
+    assert lines[0]["outcomes"] == ["created", "updated", "not_found"]
 
 
 async def test_commands_reached_after_the_deadline_are_not_applied(tmp_path: Path) -> None:

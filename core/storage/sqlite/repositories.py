@@ -61,8 +61,12 @@ def _from_ms_or_none(value: int | None) -> datetime | None:
     return None if value is None else from_ms(value)
 
 
+# One encoder for every stored payload (json.dumps with options builds one per call).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 class Session:
