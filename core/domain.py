@@ -498,6 +498,7 @@ class ExpiryPolicy:
 # One call's number is formatted for its reply, its card and every list it appears in:
 # a pure function of its arguments, parsed once rather than once per message.
 @functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=PHONES_REMEMBERED)
 def phone_display(phone: str, e164: str) -> str:
     """A phone as people read it: the international format of a number valid in the default
     region (whose E.164 form `normalize_phone` found), else the phone as the PBX sent it.

@@ -161,7 +161,8 @@ class CoreClient:
         """Starts the batch's call at once (the batcher awaits it)."""
         # The batch goes with the first command's request id (core logs each command's), and
         # with no client address: its requests come from many.
-        request = call_service_pb2.SubmitCallsRequest(commands=commands)
+        # Brief: each call comes back with just what the PBX is answered (convert.call_reply).
+        request = call_service_pb2.SubmitCallsRequest(commands=commands, brief=True)
         metadata = vats_rpc.token_metadata(self._config.service_token, commands[0].request_id)
         call: Awaitable[call_service_pb2.SubmitCallsResponse] = self.calls.SubmitCalls(
             request, metadata=metadata, timeout=seconds

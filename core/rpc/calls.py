@@ -89,28 +89,36 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
         self.batches = batch_runner
         self.board_feed = board_feed
 
-    def _call(self, view: CallView, principal: Principal) -> call_pb2.Call:
-        """A call as handed to `principal`, its recordings' links bound to its token."""
-        return encode.call_message(view, self.h.links_for(principal))
+    def _call(self, view: CallView, principal: Principal, brief: bool = False) -> call_pb2.Call:
+        """A call as handed to `principal`, its recordings' links bound to its token; `brief`:
+        only what the PBX is answered with."""
+        links = self.h.links_for(principal)
+        if brief:
+            return encode.reply_call_message(view, links)
+        return encode.call_message(view, links)
 
-    def _create(self, request: pb.CreateCallRequest, principal: Principal) -> pb.CreateCallResponse:
+    def _create(
+        self, request: pb.CreateCallRequest, principal: Principal, brief: bool = False
+    ) -> pb.CreateCallResponse:
         view, created = self.app.calls.create_call(
             decode.channel_ref(request.channel),
             decode.create_command(request),
             request.idempotency_key,
         )
-        return pb.CreateCallResponse(call=self._call(view, principal), created=created)
+        return pb.CreateCallResponse(call=self._call(view, principal, brief), created=created)
 
-    def _update(self, request: pb.UpdateCallRequest, principal: Principal) -> pb.UpdateCallResponse:
+    def _update(
+        self, request: pb.UpdateCallRequest, principal: Principal, brief: bool = False
+    ) -> pb.UpdateCallResponse:
         view = self.app.calls.update_call(
             decode.channel_ref(request.channel),
             decode.update_command(request),
             request.idempotency_key,
         )
-        return pb.UpdateCallResponse(call=self._call(view, principal))
+        return pb.UpdateCallResponse(call=self._call(view, principal, brief))
 
     def _command(
-        self, command: pb.CallCommand, principal: Principal, deadline: float | None
+        self, command: pb.CallCommand, principal: Principal, deadline: float | None, brief: bool
     ) -> pb.CallOutcome:
         # Under load a batch may start late or run long: a command its caller has given up
         # on by now is not done, so that it is not applied after its caller was told it failed.
@@ -118,9 +126,9 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
             raise errors.TooLate("the deadline passed before the command began")
         which = command.WhichOneof("command")
         if which == "create":
-            return pb.CallOutcome(created=self._create(command.create, principal))
+            return pb.CallOutcome(created=self._create(command.create, principal, brief))
         if which == "update":
-            return pb.CallOutcome(updated=self._update(command.update, principal))
+            return pb.CallOutcome(updated=self._update(command.update, principal, brief))
         raise errors.InvalidRequest.of({"command": "create or update is required"})
 
     async def CreateCall(
@@ -143,7 +151,7 @@ class CallServicer(call_service_pb2_grpc.CallServiceServicer):
         def work(principal: Principal) -> tuple[pb.SubmitCallsResponse, list[str]]:
             results = self.app.calls.in_batch(
                 [
-                    functools.partial(self._command, command, principal, deadline)
+                    functools.partial(self._command, command, principal, deadline, request.brief)
                     for command in commands
                 ]
             )

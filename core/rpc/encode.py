@@ -122,6 +122,27 @@ def call_message(view: CallView, links: LinkMaker | None = None) -> call_pb2.Cal
     )
 
 
+def reply_call_message(view: CallView, links: LinkMaker | None = None) -> call_pb2.Call:
+    """The fields of a call the PBX is answered with (SubmitCallsRequest.brief)."""
+    call = view.call
+    current = view.current_recording
+    message = call_pb2.Call(
+        call_id=call.call_id,
+        state=state_of(call.status),
+        pbx_call_id=call.pbx_call_id,
+        user_id=call.user_id,
+        pbx_user_id=call.pbx_user_id,
+        ticket=call_pb2.Ticket(ticket_id=view.ticket.ticket_id),
+    )
+    if current is not None:
+        message.recording.recording_id = current.recording_id
+        if links is not None:
+            path, expires = links(current.recording_id)
+            message.recording.signed_path = path
+            message.recording.expire_time.FromDatetime(expires)
+    return message
+
+
 def card_message(view: CallView, links: LinkMaker | None = None) -> call_pb2.CallCard:
     card = view.card()
     message = call_pb2.CallCard(

@@ -112,6 +112,8 @@ class FakeCallService(call_service_pb2_grpc.CallServiceServicer):
         self.failure: Failure | None = None
         self.upload_failure: Failure | None = None
         self.upload_chunks: list[int] = []
+        # Whether each SubmitCalls asked for brief outcomes.
+        self.brief_batches: list[bool] = []
         self.upload_metadata: list[call_service_pb2.UploadRecordRequest.Metadata] = []
         self.download_requests: list[call_service_pb2.DownloadRecordRequest] = []
         self.card_events: asyncio.Queue[call_service_pb2.CallCardEvent] = asyncio.Queue()
@@ -149,6 +151,7 @@ class FakeCallService(call_service_pb2_grpc.CallServiceServicer):
         """Each command as CreateCall or UpdateCall would answer it: a failure of the call
         itself (the token, the deadline, core's own trouble) fails the whole batch, any
         other refuses each command alone, as core does."""
+        self.brief_batches.append(request.brief)
         commands = list(request.commands)
         for command in commands:
             self._note(getattr(command, str(command.WhichOneof("command"))), context)

@@ -52,6 +52,8 @@ async def test_published_curl_example_creates_a_call(
             "ticket_id": 8592,
         }
     }
+    # The reply needs only what a brief outcome carries.
+    assert fake_core.calls.brief_batches == [True]
     (request,) = fake_core.calls.received
     assert request == call_service_pb2.CreateCallRequest(
         channel=call_service_pb2.ChannelRef(channel_key="demo-key"),

@@ -16,6 +16,7 @@ from grpc_status import rpc_status
 from telephony.v1 import call_pb2, call_service_pb2_grpc
 from telephony.v1 import call_service_pb2 as pb
 from tests.conftest import bearer, running_core
+from tests.grpc.test_recordings import upload, wav_bytes
 from vats_rpc import RpcStatus
 
 State = call_pb2.Call.State
@@ -51,9 +52,10 @@ async def submit(
     calls: call_service_pb2_grpc.CallServiceStub,
     *commands: pb.CallCommand,
     metadata: list[tuple[str, str]] | None = None,
+    brief: bool = False,
 ) -> list[pb.CallOutcome]:
     reply = await calls.SubmitCalls(
-        pb.SubmitCallsRequest(commands=commands),
+        pb.SubmitCallsRequest(commands=commands, brief=brief),
         metadata=SERVICE if metadata is None else metadata,
         timeout=10,
     )
@@ -326,3 +328,81 @@ async def test_commands_reached_after_the_deadline_are_not_applied(tmp_path: Pat
         stored = {call.pbx_call_id for call in await all_calls(calls)}
         assert "in-time" in stored
         assert not {f"late-{i}" for i in range(3)} & stored
+
+
+def pbx_fields(call: call_pb2.Call) -> call_pb2.Call:
+    """What the PBX is answered of a call: what a brief outcome carries."""
+    brief = call_pb2.Call(
+        call_id=call.call_id,
+        state=call.state,
+        ticket=call_pb2.Ticket(ticket_id=call.ticket.ticket_id),
+    )
+    for field in ("pbx_call_id", "user_id", "pbx_user_id"):
+        if call.HasField(field):
+            setattr(brief, field, getattr(call, field))
+    if call.HasField("recording"):
+        brief.recording.recording_id = call.recording.recording_id
+    return brief
+
+
+def without_link(call: call_pb2.Call) -> call_pb2.Call:
+    """The call with its recording's link left out (signed anew for every answer)."""
+    copy = call_pb2.Call()
+    copy.CopyFrom(call)
+    if copy.HasField("recording"):
+        copy.recording.ClearField("signed_path")
+        copy.recording.ClearField("expire_time")
+    return copy
+
+
+async def test_brief_outcomes_carry_only_what_the_pbx_is_answered(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
+    recording = await upload(calls, wav_bytes(1.0))
+    created, updated, refused = await submit(
+        calls,
+        create(create_request(pbx_call_id="brief-1", user_ids=[1], comment="hello")),
+        update(
+            update_request(
+                "brief-1",
+                State.STATE_ANSWERED,
+                pbx_user_id="102",
+                recording_id=recording.recording_id,
+            )
+        ),
+        update(update_request("brief-unknown", State.STATE_ANSWERED)),
+        brief=True,
+    )
+    assert kinds([created, updated, refused]) == ["created", "updated", "error"]
+    assert created.created.created
+    first, second = created.created.call, updated.updated.call
+    assert first.call_id == second.call_id
+    whole = await get_call(calls, first.call_id)
+    assert (whole.pbx_call_id, whole.pbx_user_id, whole.recording.recording_id) == (
+        "brief-1",
+        "102",
+        recording.recording_id,
+    )
+    assert without_link(second) == pbx_fields(whole)
+    assert second.recording.signed_path.startswith(
+        f"/api/v2/telephony/records/{recording.recording_id}"
+    )
+    assert second.recording.HasField("expire_time")
+    assert first == pbx_fields(
+        call_pb2.Call(
+            call_id=whole.call_id,
+            state=State.STATE_RINGING,
+            pbx_call_id="brief-1",
+            user_id=1,
+            ticket=call_pb2.Ticket(ticket_id=whole.ticket.ticket_id),
+        )
+    )
+
+
+async def test_outcomes_carry_the_whole_call_unless_brief(
+    calls: call_service_pb2_grpc.CallServiceStub,
+) -> None:
+    (outcome,) = await submit(calls, create(create_request(pbx_call_id="whole-1", comment="hi")))
+    call = outcome.created.call
+    assert call == await get_call(calls, call.call_id)
+    assert call.channel_id and call.status_history and call.ticket.comments
