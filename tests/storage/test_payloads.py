@@ -52,6 +52,22 @@ def test_a_view_round_trips_through_its_payload() -> None:
     assert payloads.decode_view(payloads.encode_view(view)) == view
 
 
+def test_a_views_copy_is_its_payload_read_back_and_shares_nothing_with_it() -> None:
+    view = full_view()
+    copy = view.copy()
+    assert copy == payloads.decode_view(payloads.encode_view(view))
+    view.call.history.append(StatusChange(Status.BUSY, AT))
+    view.call.history[0].status = Status.MISSED
+    view.call.status = Status.BUSY
+    view.ticket.comments.append(Comment("later", AT))
+    view.ticket.executor_id = 9
+    assert view.contact is not None
+    view.contact.name = "Someone else"
+    view.recordings[0].call_id = 99
+    view.recordings.append(view.recordings[0])
+    assert copy == full_view()
+
+
 def test_a_reply_round_trips_through_its_payload() -> None:
     reply = Reply(full_view(), created=True)
     assert payloads.decode_reply(payloads.encode_reply(reply)) == reply

@@ -1281,6 +1281,12 @@ def test_the_event_sink_gets_committed_events_in_seq_order(seeded: Store) -> Non
     assert [e.view for e in sink.events[:2]] == views[:2]
     assert sink.events == read(seeded, lambda uow: uow.events.after(0))
     assert set(sink.threads) == {threading.get_ident()}
+    # What the caller does with its objects afterwards changes nothing published.
+    views[0].call.history.append(StatusChange(Status.ANSWERED, at))
+    views[0].call.status = Status.ANSWERED
+    views[0].ticket.comments.append(Comment("later", at))
+    views[0].recordings.clear()
+    assert sink.events == read(seeded, lambda uow: uow.events.after(0))
     seeded.set_event_sink(None)
     log_event(seeded, call)
     assert sink.seqs == [1, 2, 3]

@@ -478,7 +478,8 @@ class MongoEventLog(Repository):
     def add(
         self, kind: str, view: CallView, card_events: Iterable[CardEvent], at: datetime
     ) -> None:
-        self._buffer.add_event(PendingEvent(kind, view, tuple(card_events), at))
+        # Subscribers get the call as it is now, whatever the caller does with it next.
+        self._buffer.add_event(PendingEvent(kind, view.copy(), tuple(card_events), at))
 
     def last_seq(self) -> int:
         return self._counters.value(EVENT_COUNTER)

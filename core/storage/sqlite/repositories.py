@@ -965,15 +965,11 @@ class SqliteEventLog:
                 "INSERT INTO event_cards (employee_id, seq) VALUES (?, ?)",
                 ((employee_id, seq) for employee_id in employees),
             )
-        # Live subscribers get what a replay from the log would give them, not
-        # the caller's objects, which it may go on changing.
+        # Live subscribers get what a replay from the log would give them (card events are
+        # immutable), not the caller's objects, which it may go on changing.
         session.events.append(
             PublishedEvent(
-                seq=seq,
-                kind=kind,
-                view=payloads.decode_view(stored_view),
-                card_events=payloads.decode_card_events(stored_cards),
-                at=from_ms(at_ms),
+                seq=seq, kind=kind, view=view.copy(), card_events=cards, at=from_ms(at_ms)
             )
         )
 
