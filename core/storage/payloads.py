@@ -15,6 +15,7 @@ dates that queries can compare, where JSON has ISO 8601 text.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -71,9 +72,14 @@ def _check_version(payload: Mapping[str, Any]) -> None:
         raise PayloadError(f"payload version {version!r} is newer than {PAYLOAD_VERSION}")
 
 
+@functools.cache
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls))
+
+
 def _known(cls: type, fields: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of `fields` that `cls` has: a newer writer's extra fields are dropped."""
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = _field_names(cls)
     return {k: v for k, v in fields.items() if k in names}
 
 
