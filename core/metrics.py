@@ -7,6 +7,7 @@ change, else refreshed by indexed count queries on a timer; never a scan per scr
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import logging
@@ -244,9 +245,19 @@ class _Rpc:
         self.started = time.perf_counter()
         self.messages = 0
 
-    def finish(self, code: grpc.StatusCode, noted: dict[str, object] | None = None) -> None:
-        """`noted`: what the servicer added to the line (core.logs.note_rpc)."""
-        seconds = time.perf_counter() - self.started
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def finish(
+        self,
+        code: grpc.StatusCode,
+        noted: dict[str, object] | None = None,
+        seconds: float | None = None,
+    ) -> None:
+        """`noted`: what the servicer added to the line (core.logs.note_rpc); `seconds`: the
+        RPC's duration, when it ended before this is called."""
+        if seconds is None:
+            seconds = self.elapsed()
         m = self.metrics
         m.rpcs.labels(self.service, self.name, code.name).inc()
         m.rpc_seconds.labels(self.service, self.name).observe(seconds)
@@ -373,7 +384,11 @@ class InstrumentedServer(grpc.aio.Server):
                 error = caught
                 raise
             finally:
-                rpc.finish(_code_of(context, error), noted)
+                # Counted and logged once the reply is on its way (the next turn of the loop,
+                # with this RPC's context): neither is the caller's to wait for.
+                asyncio.get_running_loop().call_soon(
+                    rpc.finish, _code_of(context, error), noted, rpc.elapsed()
+                )
             if method == _UPLOAD_METHOD and response is not None:
                 metrics.recordings_stored.inc()
                 metrics.recording_bytes_stored.inc(response.recording.size_bytes)

@@ -3,6 +3,7 @@ logs every request (one line each, by route template: never a raw path or query)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -122,8 +123,6 @@ class RequestObserver:
         route = route_of(req)
         action = action_of(req, route)
         status = resp.status_code
-        REQUESTS.labels(route, action, str(status)).inc()
-        LATENCY.labels(route, action).observe(seconds)
         fields: dict[str, Any] = {
             "method": req.method,
             "route": route,
@@ -138,8 +137,17 @@ class RequestObserver:
         if resp.sse is not None:
             fields["stream"] = True
             resp.sse = _observed_stream(resp.sse, route, fields)
-        level = logging.ERROR if status >= 500 and status != 503 else logging.INFO
-        access_log.log(level, "request", extra={"fields": fields})
+        # Counted and logged once the answer is on its way (the next turn of the loop, with
+        # this request's context): neither is the client's to wait for.
+        asyncio.get_running_loop().call_soon(_record_request, seconds, fields)
+
+
+def _record_request(seconds: float, fields: dict[str, Any]) -> None:
+    route, action, status = fields["route"], fields["action"], fields["status"]
+    REQUESTS.labels(route, action, str(status)).inc()
+    LATENCY.labels(route, action).observe(seconds)
+    level = logging.ERROR if status >= 500 and status != 503 else logging.INFO
+    access_log.log(level, "request", extra={"fields": fields})
 
 
 async def _observed_stream(

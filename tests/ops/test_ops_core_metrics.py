@@ -220,7 +220,12 @@ async def test_each_rpc_is_logged_once_with_the_callers_request_id(
     )
     with pytest.raises(grpc.aio.AioRpcError):
         await calls.GetCall(call_service_pb2.GetCallRequest(call_id=1))
-    lines = [json.loads(line) for line in rpc_log.getvalue().splitlines()]
+    # A line is written once its reply is on its way: a refusal may reach the caller first.
+    for _ in range(100):
+        lines = [json.loads(line) for line in rpc_log.getvalue().splitlines()]
+        if any(line["method"].endswith("/GetCall") for line in lines):
+            break
+        await asyncio.sleep(0.01)
     created = [line for line in lines if line["method"].endswith("/CreateCall")]
     assert len(created) == 1
     assert created[0]["request_id"] == "req-from-gateway-42"
