@@ -4,7 +4,8 @@
     python -m bench.ceilings bare  --port P             # Falcon app: parses the form, fixed JSON
     python -m bench.ceilings relay --port P --target T  # Falcon app relaying to the echo server
 
-The HTTP apps run on the gateway's uvicorn settings (uvloop, httptools). The echo
+The HTTP apps run on the gateway's uvicorn settings (uvloop, httptools), the echo server on
+core's loop (uvloop), each with its garbage collector settled as theirs are. The echo
 server answers CreateCall/UpdateCall with a fixed call, fans every call out as a
 card event to its WatchCallCards streams, and swallows UploadRecord chunks. The
 relay app forwards PBX posts, recordings and SSE card streams the way the gateway
@@ -24,10 +25,12 @@ import falcon.asgi
 import grpc
 import grpc.aio
 import uvicorn
+import uvloop
 from falcon.asgi import SSEvent
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from telephony.v1 import call_pb2, call_service_pb2, call_service_pb2_grpc
+from vats_lifetime import settle_garbage_collector
 
 CHUNK_SIZE = 64 * 1024
 STATES = {"ringing": call_pb2.Call.STATE_RINGING, "answered": call_pb2.Call.STATE_ANSWERED}
@@ -130,6 +133,7 @@ async def serve_echo(port: int) -> None:
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
+    settle_garbage_collector()
     await checker.set("", health_pb2.HealthCheckResponse.SERVING)
     await server.wait_for_termination()
 
@@ -273,9 +277,19 @@ class Health:
         resp.media = {"status": "ok"}
 
 
+class SettledCollector:
+    """The garbage collector settled once the app has started, as the gateway's is."""
+
+    async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+        settle_garbage_collector()
+
+
 def http_app(target: str | None) -> falcon.asgi.App:
     relay = Relay(target) if target else None
-    app = falcon.asgi.App(middleware=[relay] if relay else [])
+    middleware: list[Any] = [SettledCollector()]
+    if relay is not None:
+        middleware.append(relay)
+    app = falcon.asgi.App(middleware=middleware)
     if relay is None:
         app.add_route("/api/v2/telephony/calls/{key}", BareCalls())
     else:
@@ -308,7 +322,9 @@ def main() -> None:
     parser.add_argument("--target", default="")
     args = parser.parse_args()
     if args.kind == "echo":
-        asyncio.run(serve_echo(args.port))
+        # core's loop (core/server.py).
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve_echo(args.port))
     else:
         serve_http(args.port, args.target if args.kind == "relay" else None)
 
