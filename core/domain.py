@@ -497,7 +497,6 @@ class ExpiryPolicy:
 
 # One call's number is formatted for its reply, its card and every list it appears in:
 # a pure function of its arguments, parsed once rather than once per message.
-@functools.lru_cache(maxsize=4096)
 @functools.lru_cache(maxsize=PHONES_REMEMBERED)
 def phone_display(phone: str, e164: str) -> str:
     """A phone as people read it: the international format of a number valid in the default
