@@ -292,8 +292,13 @@ def test_slow_storage_bounds_replies_keeps_the_gateway_responsive_and_sheds_late
     }
     with started(tmp_path, env) as stack, httpx.Client(timeout=15) as http:
         # The gateway opens its card feed from core at start: that is one slow storage job
-        # of its own on the one worker. Let it pass so that the next request is alone.
-        http.post(stack.calls_url, json=call_body(phone="+74950000099"))
+        # of its own on the one worker. Let it pass so that the next request is alone: the
+        # first request may miss its deadline behind it on a busy machine, and is retried
+        # once its own job has had time to end.
+        for _ in range(3):
+            if http.post(stack.calls_url, json=call_body(phone="+74950000099")).is_success:
+                break
+            time.sleep(delay)
         # One request alone is slow but in time.
         alone, seconds = timed(http.post, stack.calls_url, json=call_body(phone="+74950000100"))
         assert alone.status_code == 200 and seconds >= delay, alone.text
