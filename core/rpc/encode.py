@@ -67,11 +67,17 @@ def recording_message(recording: Recording, links: LinkMaker | None) -> call_pb2
         duration=duration(recording.duration_seconds or 0.0),
         create_time=timestamp(recording.created_at),
     )
+    _sign(message, links)
+    return message
+
+
+def _sign(message: call_pb2.Recording, links: LinkMaker | None) -> None:
+    """The recording's download link and its expiry, bound to whom it is handed (none: no
+    link)."""
     if links is not None:
-        path, expires = links(recording.recording_id)
+        path, expires = links(message.recording_id)
         message.signed_path = path
         message.expire_time.FromDatetime(expires)
-    return message
 
 
 def call_message(view: CallView, links: LinkMaker | None = None) -> call_pb2.Call:
@@ -136,10 +142,7 @@ def reply_call_message(view: CallView, links: LinkMaker | None = None) -> call_p
     )
     if current is not None:
         message.recording.recording_id = current.recording_id
-        if links is not None:
-            path, expires = links(current.recording_id)
-            message.recording.signed_path = path
-            message.recording.expire_time.FromDatetime(expires)
+        _sign(message.recording, links)
     return message
 
 
