@@ -266,7 +266,8 @@ def test_revoked_tokens_stop_at_once(live: Live) -> None:
 
 def test_no_key_token_or_signature_is_logged(live: Live) -> None:
     # Use every kind of secret once more, so that this test means something on its own.
-    with_recording(live, "@" + live.stack.channel_key)
+    data = with_recording(live, "@" + live.stack.channel_key)
+    assert live.http.get(data["audio_record"]).status_code == 200
     reader = SSEReader(f"{live.stream_url}?access_token=demo-vera")
     reader.close()
     live.http.post(live.url("a-wrong-key-" + "x" * 20), json=call_body())
