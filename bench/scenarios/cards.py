@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.cards_load import WARMUP_ROUNDS
+from bench.cards_load import DELIVERIES, EVENTS, WARMUP_ROUNDS
 from bench.context import Context, Section, Verdict, ceiling_servers, fmt, ratio
 from bench.cpu import wait_until_idle
 from bench.procs import Proc, Stack, python_module, run_load, running_stack
@@ -153,7 +153,9 @@ def _notes(section: Section) -> None:
         "Per level the poster posts create_call (ringing, group_ids[] = a group of exactly the "
         "subscribed employees) and, once every subscriber has the card (show), update_call to "
         "answered (hide); both events are timed for every subscriber, after "
-        f"{WARMUP_ROUNDS} untimed rounds (on the ceiling too). gRPC subscribers are "
+        f"{WARMUP_ROUNDS} untimed rounds (on the ceiling too), up to {EVENTS} events and "
+        f"about {DELIVERIES:,} deliveries a level (the table's deliveries column). gRPC "
+        "subscribers are "
         "WatchCallCards streams straight to core (service token naming the employee) over one "
         "channel per 100; SSE subscribers use their own employee tokens (bench seed) at the "
         'gateway. "POST -> first" is the earliest subscriber\'s latency of each event (the '
