@@ -179,6 +179,13 @@ def _notes(section: Section) -> None:
         "from the gateway's window of recent events."
     )
     section.notes.append(
+        "At 10 subscribers a card's latency is mostly its request's way through the gateway "
+        "and core to a durable COMMIT (section 1's create_call at rest is that way without "
+        "the fan-out), which the ceiling does not take: it stores nothing. A COMMIT waits for "
+        "the disk's flush, and on a shared virtual disk a flush now and then takes tens of "
+        f"milliseconds: the p99 of {EVENTS} events is the latency of their slowest two."
+    )
+    section.notes.append(
         "The ceiling is the same chain with no rules: the relay app posts to the echo server, "
         "which fans a card out to its WatchCallCards streams (and to the relay app's SSE "
         "streams, one echo stream each). It bounds what this load process and Python's "
