@@ -377,17 +377,22 @@ class InstrumentedServer(grpc.aio.Server):
             REQUEST_ID.set(rpc.request_id)
             noted: dict[str, object] = {}
             RPC_FIELDS.set(noted)
-            error: BaseException | None = None
+            # The code, not the exception: kept in this frame, which its traceback holds, an
+            # exception would make a cycle of everything the RPC's frames hold.
+            code: grpc.StatusCode | None = None
             try:
                 response = await behavior(request, context)
-            except BaseException as caught:
-                error = caught
+            except BaseException as error:
+                code = _code_of(context, error)
                 raise
             finally:
                 # Counted and logged once the reply is on its way (the next turn of the loop,
                 # with this RPC's context): neither is the caller's to wait for.
                 asyncio.get_running_loop().call_soon(
-                    rpc.finish, _code_of(context, error), noted, rpc.elapsed()
+                    rpc.finish,
+                    _code_of(context, None) if code is None else code,
+                    noted,
+                    rpc.elapsed(),
                 )
             if method == _UPLOAD_METHOD and response is not None:
                 metrics.recordings_stored.inc()
@@ -407,18 +412,20 @@ class InstrumentedServer(grpc.aio.Server):
         ) -> AsyncIterator[Any]:
             rpc = _Rpc(metrics, method, _request_id(context.invocation_metadata()))
             REQUEST_ID.set(rpc.request_id)
-            error: BaseException | None = None
+            # The code, not the exception (see _unary): a stream ended by its client would
+            # otherwise leave all it held to the cyclic collector.
+            code: grpc.StatusCode | None = None
             try:
                 # aclosing: the servicer's own cleanup runs now, not at garbage collection.
                 async with contextlib.aclosing(behavior(request, context)) as responses:
                     async for response in responses:
                         rpc.messages += 1
                         yield response
-            except BaseException as caught:
-                error = caught
+            except BaseException as error:
+                code = _code_of(context, error)
                 raise
             finally:
-                rpc.finish(_code_of(context, error))
+                rpc.finish(_code_of(context, None) if code is None else code)
 
         return stream
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 import logging
+import types
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+import core as core_package
 from core import logs
 from core.config import CoreConfig
 from core.metrics import CoreMetrics
@@ -281,3 +284,44 @@ async def test_count_queries_agree_with_the_gauges_kept_from_events(
     await core.runner.run(counted.refresh_state, core.store)
     for name in ("vats_core_active_calls", "vats_core_visible_cards"):
         assert counted.registry.get_sample_value(name) == value(kept, name) == 2, name
+
+
+async def test_ended_card_streams_leave_no_cycles_of_cores_frames(
+    core: Core, calls: call_service_pb2_grpc.CallServiceStub
+) -> None:
+    # A stream's objects go when it ends, by reference counting: left in a cycle (an
+    # exception kept in a local of a frame its traceback holds) they would wait for a full
+    # collection, which after thousands of streams closing takes a pause of 100-300 ms.
+    core_dir = str(Path(core_package.__file__).parent)
+    gc.collect()
+    gc.disable()
+    try:
+        streams = []
+        for _ in range(5):
+            stream = calls.WatchCallCards(
+                call_service_pb2.WatchCallCardsRequest(employee_id=1), metadata=service()
+            )
+            await stream.initial_metadata()
+            streams.append(stream)
+        await create_call(calls, user_ids=[1])
+        for stream in streams:
+            event = await asyncio.wait_for(stream.read(), 5)
+            assert event.type == call_service_pb2.CallCardEvent.TYPE_SHOW
+            stream.cancel()
+        for _ in range(100):
+            if value(await metrics(core), "vats_core_stream_subscribers") == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert value(await metrics(core), "vats_core_stream_subscribers") == 0
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        cycles = [
+            f"{o.f_code.co_name} ({o.f_code.co_filename})"
+            for o in gc.garbage
+            if isinstance(o, types.FrameType) and o.f_code.co_filename.startswith(core_dir)
+        ]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert cycles == []
