@@ -139,7 +139,7 @@ def test_a_version_1_database_is_migrated_and_read_back_whole(tmp_path: Path) ->
     load_fixture(path, "sqlite_v1.sql")
     store = open_store(path, tmp_path)
     try:
-        assert store.schema_version() == LATEST_VERSION == 4
+        assert store.schema_version() == LATEST_VERSION == 5
         t = datetime(2026, 3, 2, 9, 30, 15, 123000, tzinfo=UTC)
 
         def at(seconds: int) -> datetime:
@@ -194,7 +194,10 @@ def test_a_version_1_database_is_migrated_and_read_back_whole(tmp_path: Path) ->
             events = uow.events.after(0)
             assert [(e.seq, e.kind) for e in events] == [(1, "updated"), (2, "created")]
             assert events[0].view.recordings[0].duration_seconds == 61.5
+            # Version 5 keeps the card events' employees by bucket of ids: the same replays.
             assert [e.seq for e in uow.events.after(0, employee_id=3)] == [1, 2]
+            assert [e.seq for e in uow.events.after(1, employee_id=1)] == [2]
+            assert uow.events.after(0, employee_id=2) == []
             record = uow.idempotency.get(1, "idem-1")
             assert record is not None and record.reply.created
             assert record.reply.view.call.call_id == 2
@@ -207,6 +210,7 @@ def test_a_version_1_database_is_migrated_and_read_back_whole(tmp_path: Path) ->
         store.close()
     names = {name for _, name, _ in schema_of(path)}
     assert "calls_live" in names and "calls_stale" not in names
+    assert "event_audience" in names and "event_cards" not in names
 
 
 def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
@@ -264,7 +268,7 @@ LOOKUPS: dict[str, tuple[str, tuple[Any, ...], str]] = {
     "stale calls": (sql.STALE_LIVE_CALLS, ("ringing", 0), "calls_live"),
     "active calls": (sql.ACTIVE_CALLS, (), "calls_live"),
     "events after": (sql.EVENTS_AFTER, (5,), "INTEGER PRIMARY KEY (rowid>?)"),
-    "card events after": (sql.CARD_EVENTS_AFTER, (3, 5), "PRIMARY KEY (employee_id=? AND seq>?)"),
+    "card events after": (sql.CARD_EVENTS_AFTER, (3, 5), "PRIMARY KEY (bucket=? AND seq>?)"),
     "recordings of a call": (sql.RECORDINGS_OF_CALL, (1,), "recordings_by_call"),
     "recordings no call took": (sql.UNATTACHED_RECORDINGS, (0,), "recordings_by_call"),
 }
@@ -622,3 +626,34 @@ def test_backup_file_copies_a_stopped_database(store: SqliteStore, tmp_path: Pat
         backup_file(store.path, store.path)
     with pytest.raises(FileNotFoundError):
         backup_file(tmp_path / "missing.db", tmp_path / "c.db")
+
+
+def test_card_events_replay_to_exactly_their_employees_across_id_buckets(
+    store: SqliteStore,
+) -> None:
+    # Ids either side of a bucket's edge, a bucket with one member in and one out, a far one.
+    edge = 1 << schema.EMPLOYEE_BUCKET_SHIFT
+    first = [edge - 1, edge, 1, 50_000]
+    second = [edge, 2]
+    with store.unit_of_work() as uow:
+        call = add_call(uow)
+        for audience in (first, second):
+            cards = [CardEvent(e, CardChange.SHOW) for e in audience]
+            uow.events.add("created", view_of(call), cards, T0)
+        uow.commit()
+    with store.reading() as uow:
+        seqs = {e: [x.seq for x in uow.events.after(0, employee_id=e)] for e in (*first, 2, 3)}
+        last = uow.events.last_seq()
+    assert seqs == {
+        edge - 1: [last - 1],
+        edge: [last - 1, last],
+        1: [last - 1],
+        50_000: [last - 1],
+        2: [last],
+        3: [],
+    }
+    with sqlite3.connect(store.path) as connection:
+        rows = connection.execute("SELECT count(*) FROM event_audience").fetchone()[0]
+    connection.close()
+    # One row an event and bucket: {0, 1, 781} for the first, {1, 0} for the second.
+    assert rows == 5

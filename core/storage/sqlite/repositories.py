@@ -32,6 +32,7 @@ from core.model import (
 )
 from core.storage import payloads
 from core.storage.port import StorageConflict
+from core.storage.sqlite import schema
 
 Row = tuple[Any, ...]
 
@@ -927,8 +928,9 @@ class SqliteIdempotencyRepository:
 _EVENT_FIELDS = "e.seq, e.kind, e.at, e.view, e.card_events"
 EVENTS_AFTER = f"SELECT {_EVENT_FIELDS} FROM events AS e WHERE e.seq > ? ORDER BY e.seq"
 CARD_EVENTS_AFTER = (
-    f"SELECT {_EVENT_FIELDS} FROM event_cards AS k CROSS JOIN events AS e ON e.seq = k.seq "
-    "WHERE k.employee_id = ? AND k.seq > ? ORDER BY k.seq"
+    f"SELECT {_EVENT_FIELDS} FROM event_audience AS k CROSS JOIN events AS e ON e.seq = k.seq "
+    f"WHERE k.bucket = ?1 >> {schema.EMPLOYEE_BUCKET_SHIFT} AND k.seq > ?2 "
+    "AND EXISTS (SELECT 1 FROM json_each(k.employee_ids) WHERE value = ?1) ORDER BY k.seq"
 )
 
 
@@ -959,11 +961,13 @@ class SqliteEventLog:
             "INSERT INTO events (seq, kind, at, view, card_events) VALUES (?, ?, ?, ?, ?)",
             (seq, kind, at_ms, _json(stored_view), _json(stored_cards)),
         )
-        employees = sorted({card.employee_id for card in cards})
-        if employees:
+        buckets: dict[int, list[int]] = {}
+        for employee_id in sorted({card.employee_id for card in cards}):
+            buckets.setdefault(employee_id >> schema.EMPLOYEE_BUCKET_SHIFT, []).append(employee_id)
+        if buckets:
             session.write_many(
-                "INSERT INTO event_cards (employee_id, seq) VALUES (?, ?)",
-                ((employee_id, seq) for employee_id in employees),
+                "INSERT INTO event_audience (bucket, seq, employee_ids) VALUES (?, ?, ?)",
+                ((bucket, seq, _json(ids)) for bucket, ids in buckets.items()),
             )
         # Live subscribers get what a replay from the log would give them (card events are
         # immutable), not the caller's objects, which it may go on changing.

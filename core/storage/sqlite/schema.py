@@ -275,11 +275,36 @@ BEGIN
 END;
 """
 
+# The employees an event has a card event for, as one row per event and bucket of employee
+# ids (employee_id >> EMPLOYEE_BUCKET_SHIFT) holding those of the bucket: a card stream's
+# replay reads its bucket's rows. Keyed by employee alone, each employee's newest rows sat on
+# a page of their own, and an event for 1,000 employees wrote about 600 of them; it now
+# writes one a bucket. The shift is part of the stored format: changing it takes a migration.
+EMPLOYEE_BUCKET_SHIFT = 6
+EVENT_CARDS_BY_BUCKET = f"""
+CREATE TABLE event_audience (
+    bucket INTEGER NOT NULL,
+    seq INTEGER NOT NULL REFERENCES events(seq) ON DELETE CASCADE,
+    employee_ids TEXT NOT NULL,
+    PRIMARY KEY (bucket, seq)
+) WITHOUT ROWID;
+CREATE INDEX event_audience_by_seq ON event_audience(seq);
+INSERT INTO event_audience (bucket, seq, employee_ids)
+    SELECT bucket, seq, json_group_array(employee_id)
+    FROM (
+        SELECT employee_id >> {EMPLOYEE_BUCKET_SHIFT} AS bucket, seq, employee_id
+        FROM event_cards ORDER BY seq, employee_id
+    )
+    GROUP BY bucket, seq;
+DROP TABLE event_cards;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the initial schema", INITIAL_SCHEMA),
     Migration(2, "index only the live calls for expiry", LIVE_CALLS_INDEX),
     Migration(3, "missed callbacks and the answered calls by end time", CALLBACKS),
     Migration(4, "token expiry, stream tickets and the audit log", AUDIT_AND_TICKETS),
+    Migration(5, "the card events' employees by bucket of ids", EVENT_CARDS_BY_BUCKET),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
