@@ -70,6 +70,17 @@ async def metrics(core: Core) -> Samples:
     return await asyncio.to_thread(scrape, url)
 
 
+async def metrics_once_streams_ended(core: Core) -> Samples:
+    """Core's metrics once it counts no card stream open (its streams were ended)."""
+    for _ in range(50):
+        samples = await metrics(core)
+        if value(samples, "vats_core_stream_subscribers") == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert value(samples, "vats_core_stream_subscribers") == 0
+    return samples
+
+
 async def create_call(calls: call_service_pb2_grpc.CallServiceStub, **fields: Any) -> call_pb2.Call:
     request = call_service_pb2.CreateCallRequest(
         channel=DEMO, direction=call_pb2.DIRECTION_INCOMING, phone="+74951230000", **fields
@@ -169,12 +180,7 @@ async def test_events_delivered_and_subscribers_count_card_streams(
     event = await asyncio.wait_for(stream.read(), 5)
     assert event.type == call_service_pb2.CallCardEvent.TYPE_SHOW
     stream.cancel()
-    for _ in range(50):
-        after = await metrics(core)
-        if value(after, "vats_core_stream_subscribers") == 0:
-            break
-        await asyncio.sleep(0.05)
-    assert value(after, "vats_core_stream_subscribers") == 0
+    after = await metrics_once_streams_ended(core)
     delivered = value(after, "vats_core_events_delivered_total", stream="cards") - value(
         before, "vats_core_events_delivered_total", stream="cards"
     )
@@ -308,11 +314,7 @@ async def test_ended_card_streams_leave_no_cycles_of_cores_frames(
             event = await asyncio.wait_for(stream.read(), 5)
             assert event.type == call_service_pb2.CallCardEvent.TYPE_SHOW
             stream.cancel()
-        for _ in range(100):
-            if value(await metrics(core), "vats_core_stream_subscribers") == 0:
-                break
-            await asyncio.sleep(0.02)
-        assert value(await metrics(core), "vats_core_stream_subscribers") == 0
+        await metrics_once_streams_ended(core)
         gc.set_debug(gc.DEBUG_SAVEALL)
         gc.collect()
         cycles = [
