@@ -1,6 +1,7 @@
 """Ceilings: what the same transports cost with no product logic behind them.
 
     python -m bench.ceilings echo  --port P             # grpc.aio CallService with a dummy servicer
+    python -m bench.ceilings echo  --port P --store F   # the same, each call committed to F first
     python -m bench.ceilings bare  --port P             # Falcon app: parses the form, fixed JSON
     python -m bench.ceilings relay --port P --target T  # Falcon app relaying to the echo server
 
@@ -10,13 +11,19 @@ server answers CreateCall/UpdateCall with a fixed call, fans every call out as a
 card event to its WatchCallCards streams, and swallows UploadRecord chunks. The
 relay app forwards PBX posts, recordings and SSE card streams the way the gateway
 does, with none of its rules.
+
+With --store, the echo server first commits each call it answers as one row of an SQLite
+file on a storage thread, as durably as core commits (WAL, synchronous FULL), then answers
+and fans it out: the least a durable design pays for a request on this stack, with no rule.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import itertools
+import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -43,10 +50,37 @@ EVENTS = {
 # --- gRPC echo -------------------------------------------------------------------------------
 
 
+class DurableRows:
+    """One row per call, committed on one storage thread as core commits (WAL, FULL)."""
+
+    def __init__(self, path: str) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS calls (id INTEGER PRIMARY KEY, pbx_call_id TEXT, state INT)"
+        )
+        self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+
+    def _commit(self, call_id: int, pbx_call_id: str, state: int) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute(
+            "INSERT OR REPLACE INTO calls VALUES (?, ?, ?)", (call_id, pbx_call_id, state)
+        )
+        self._db.execute("COMMIT")
+
+    async def commit(self, call: call_pb2.Call) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(
+            self._thread, self._commit, call.call_id, call.pbx_call_id, call.state
+        )
+
+
 class EchoCalls(call_service_pb2_grpc.CallServiceServicer):
-    def __init__(self) -> None:
+    def __init__(self, rows: DurableRows | None = None) -> None:
         self.ids = itertools.count(1)
         self.watchers: set[asyncio.Queue[call_service_pb2.CallCardEvent]] = set()
+        self.rows = rows
 
     def _call(self, call_id: int, pbx_call_id: str, state: Any) -> call_pb2.Call:
         call = call_pb2.Call(call_id=call_id, channel_id=1, phone="777777777", state=state)
@@ -71,6 +105,8 @@ class EchoCalls(call_service_pb2_grpc.CallServiceServicer):
         self, request: call_service_pb2.CreateCallRequest, context: Any
     ) -> call_service_pb2.CreateCallResponse:
         call = self._call(next(self.ids), request.pbx_call_id, request.state or 1)
+        if self.rows is not None:
+            await self.rows.commit(call)
         self._fan_out(call_service_pb2.CallCardEvent.TYPE_SHOW, call)
         return call_service_pb2.CreateCallResponse(call=call, created=True)
 
@@ -78,6 +114,8 @@ class EchoCalls(call_service_pb2_grpc.CallServiceServicer):
         self, request: call_service_pb2.UpdateCallRequest, context: Any
     ) -> call_service_pb2.UpdateCallResponse:
         call = self._call(request.call_id or 1, request.pbx_call_id, request.state)
+        if self.rows is not None:
+            await self.rows.commit(call)
         self._fan_out(call_service_pb2.CallCardEvent.TYPE_HIDE, call)
         return call_service_pb2.UpdateCallResponse(call=call)
 
@@ -119,7 +157,7 @@ class EchoCalls(call_service_pb2_grpc.CallServiceServicer):
         )
 
 
-async def serve_echo(port: int) -> None:
+async def serve_echo(port: int, store: str = "") -> None:
     # core's options (core/server.py): thousands of streams may open at once.
     server = grpc.aio.server(
         options=[
@@ -128,7 +166,8 @@ async def serve_echo(port: int) -> None:
             ("grpc.server.max_pending_requests_hard_limit", 20_000),
         ]
     )
-    call_service_pb2_grpc.add_CallServiceServicer_to_server(EchoCalls(), server)
+    rows = DurableRows(store) if store else None
+    call_service_pb2_grpc.add_CallServiceServicer_to_server(EchoCalls(rows), server)
     checker = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)
     server.add_insecure_port(f"127.0.0.1:{port}")
@@ -320,11 +359,12 @@ def main() -> None:
     parser.add_argument("kind", choices=("echo", "bare", "relay"))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--target", default="")
+    parser.add_argument("--store", default="", help="echo: commit each call to this file first")
     args = parser.parse_args()
     if args.kind == "echo":
         # core's loop (core/server.py).
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(serve_echo(args.port))
+            runner.run(serve_echo(args.port, args.store))
     else:
         serve_http(args.port, args.target if args.kind == "relay" else None)
 

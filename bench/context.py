@@ -83,15 +83,20 @@ class Ceilings:
 
 
 @contextlib.contextmanager
-def ceiling_servers(folder: Path) -> Iterator[Ceilings]:
-    """The grpc.aio echo server, the bare Falcon app and the relay app in front of the echo."""
+def ceiling_servers(folder: Path, *, durable: bool = False) -> Iterator[Ceilings]:
+    """The grpc.aio echo server, the bare Falcon app and the relay app in front of the echo;
+    `durable`: the echo server commits each call to a file in `folder` first."""
     echo_port, bare_port, relay_port = free_port(), free_port(), free_port()
     echo_target = f"127.0.0.1:{echo_port}"
+    echo_argv = python_module("bench.ceilings", "echo", "--port", str(echo_port))
+    if durable:
+        store = folder / "echo.db"
+        for leftover in folder.glob("echo.db*"):
+            leftover.unlink()
+        echo_argv += ["--store", str(store)]
     procs: list[Proc] = []
     try:
-        echo = Proc(
-            "echo", python_module("bench.ceilings", "echo", "--port", str(echo_port)), folder
-        )
+        echo = Proc("echo", echo_argv, folder)
         procs.append(echo)
         bare = Proc(
             "bare", python_module("bench.ceilings", "bare", "--port", str(bare_port)), folder
