@@ -3,6 +3,7 @@ migrations, the query plans of the hot paths, online backups and the single writ
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import random
@@ -11,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +38,7 @@ from core.recordings.blobs import FileBlobStore
 from core.storage.port import StorageConflict
 from core.storage.sqlite import LATEST_VERSION, SchemaError, SqliteStore, backup_file, schema
 from core.storage.sqlite import repositories as sql
+from core.storage.sqlite.checkpoints import WRITER_CHECKPOINT_PAGES
 from tests.storage.killed_writer import killed_after
 from tests.storage.query_plans import add_analyzed_copy, assert_indexed, plan
 from tests.storage.sqlite_records import T0, add_call, view_of
@@ -73,12 +76,17 @@ COMMIT_THEN_WAIT = """
 import sys, time
 from pathlib import Path
 from core.model import Channel, Department, utc_now
+import sqlite3
 from core.recordings.blobs import FileBlobStore
 from core.storage.sqlite import SqliteStore
 
 data = Path(sys.argv[1])
 store = SqliteStore(data / "vats.db", FileBlobStore(data))
 store.prepare()
+# A read begun before the commit: no checkpoint copies the commit past it into the file.
+pinned = sqlite3.connect(data / "vats.db", isolation_level=None)
+pinned.execute("BEGIN")
+pinned.execute("SELECT count(*) FROM channels").fetchone()
 with store.unit_of_work() as uow:
     uow.departments.save(Department(7, "Night shift"))
     channel_id = uow.channels.next_id()
@@ -96,6 +104,7 @@ def test_a_commit_survives_sigkill_right_after_it_returns(tmp_path: Path) -> Non
     # The change is in the log, not yet checkpointed into the database file:
     # reopening has to recover it from there.
     assert (tmp_path / "vats.db-wal").stat().st_size > 0
+    assert rows_in_database_file(tmp_path / "vats.db", "channels") == 0
     reopened = open_store(tmp_path / "vats.db", tmp_path)
     try:
         with reopened.reading() as uow:
@@ -105,6 +114,47 @@ def test_a_commit_survives_sigkill_right_after_it_returns(tmp_path: Path) -> Non
         assert department == Department(7, "Night shift")
     finally:
         reopened.close()
+
+
+def rows_in_database_file(path: Path, table: str) -> int:
+    """Rows of `table` in the database file itself, without its log: what checkpoints
+    copied there (0 when the table itself is not there yet)."""
+    uri = f"{path.as_uri()}?mode=ro&immutable=1"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as file_only:
+        try:
+            return int(file_only.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+        except sqlite3.OperationalError as error:
+            assert "no such table" in str(error)
+            return 0
+
+
+def test_commits_are_copied_into_the_database_file_by_the_checkpoint_thread(
+    store: SqliteStore,
+) -> None:
+    # Far fewer pages than make a COMMIT checkpoint by itself.
+    assert store.settings()["wal_autocheckpoint"] == WRITER_CHECKPOINT_PAGES
+    for _ in range(3):
+        with store.unit_of_work() as uow:
+            add_call(uow)
+            uow.commit()
+    deadline = time.monotonic() + 10
+    while rows_in_database_file(store.path, "calls") < 3:
+        assert time.monotonic() < deadline, "the commits never reached the database file"
+        time.sleep(0.01)
+
+
+def test_closing_the_store_ends_its_checkpoint_thread(tmp_path: Path) -> None:
+    opened = open_store(tmp_path / "vats.db", tmp_path)
+    name = f"checkpoints {opened.path}"
+
+    def running() -> bool:
+        return any(thread.name == name for thread in threading.enumerate())
+
+    assert running()
+    opened.close()
+    assert not running()
+    # The last connection closed checkpointed the log and removed it.
+    assert not (tmp_path / "vats.db-wal").exists()
 
 
 # --- migrations ----------------------------------------------------------------------------------

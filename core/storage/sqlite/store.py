@@ -12,7 +12,8 @@ wait for the writer leaves the transaction open for them and waits; the last uni
 line COMMITs for all of them at once (one sync of the log instead of one each) and
 publishes their events in seq order. No unit's commit() returns before its changes
 are on disk; when that COMMIT fails, every unit in it fails, and none of their
-events is published.
+events is published. The log is copied into the database file by a thread of the
+store's own, after commits (core.storage.sqlite.checkpoints), not by the commits.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from core.storage.port import (
 from core.storage.sqlite import schema
 from core.storage.sqlite.audit import SqliteAuditLog, SqliteStreamTicketRepository
 from core.storage.sqlite.callbacks import SqliteCallbackRepository, SqliteCallFactsRepository
+from core.storage.sqlite.checkpoints import WRITER_CHECKPOINT_PAGES, Checkpointer
 from core.storage.sqlite.repositories import (
     Session,
     SqliteCallRepository,
@@ -280,6 +282,7 @@ class SqliteStore:
         self._readers: list[sqlite3.Connection] = []
         self._closed = False
         self._sink: EventSink | None = None
+        self._checkpointer: Checkpointer | None = None
         # The file the store opened: if the path stops naming it, writes would go
         # to a file nobody will open again.
         self._file_id: tuple[int, int] | None = None
@@ -309,11 +312,16 @@ class SqliteStore:
                 writer.execute("PRAGMA temp_store = MEMORY")
                 # A burst of writes may grow the log; once checkpointed it shrinks back to this.
                 writer.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT_BYTES}")
+                # The checkpointer copies the log; a COMMIT does only when it falls behind.
+                writer.execute(f"PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}")
                 version = schema.migrate(writer)
+                checkpointer = Checkpointer(lambda: _connect(self.path), str(self.path))
+                checkpointer.start()
             except BaseException:
                 writer.close()
                 raise
             self._writer = writer
+            self._checkpointer = checkpointer
             self._file_id = _file_id(self.path)
         log.info("sqlite store %s ready at schema version %d", self.path, version)
 
@@ -324,6 +332,9 @@ class SqliteStore:
             readers, self._readers, self._idle_readers = self._readers, [], []
         for reader in readers:
             reader.close()
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.stop()
         acquired = self._take_turn(timeout=CLOSE_WAIT_SECONDS)
         try:
             if acquired and self._writer is not None:
@@ -511,6 +522,8 @@ class SqliteStore:
                 group.finish(error)
             return
         self._commits = CommitStats(self._commits.commits + 1, self._commits.units + group.size)
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
         # Still under the write lock: the next group's events cannot overtake these.
         self._publish(group.events)
         group.finish(None)
@@ -592,7 +605,13 @@ class SqliteStore:
 
     def settings(self) -> dict[str, object]:
         """What the writing connection runs with, for logs and checks."""
-        names = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+        names = (
+            "journal_mode",
+            "synchronous",
+            "foreign_keys",
+            "busy_timeout",
+            "wal_autocheckpoint",
+        )
         with self._write_lock:
             writer = self._writer
             if writer is None:
