@@ -73,10 +73,9 @@ def test_the_writer_runs_in_wal_mode_with_full_synchronous_commits(store: Sqlite
 
 
 COMMIT_THEN_WAIT = """
-import sys, time
+import sqlite3, sys, time
 from pathlib import Path
 from core.model import Channel, Department, utc_now
-import sqlite3
 from core.recordings.blobs import FileBlobStore
 from core.storage.sqlite import SqliteStore
 

@@ -44,7 +44,6 @@ class Checkpointer:
         self._wanted = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self.checkpoints = 0
 
     def start(self) -> None:
         connection = self._connect()
@@ -86,5 +85,3 @@ class Checkpointer:
         except sqlite3.Error as error:
             # The writer's own checkpoint still bounds the log.
             log.warning("checkpoint of %s failed: %s", self._name, error)
-            return
-        self.checkpoints += 1
